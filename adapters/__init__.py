@@ -1,0 +1,1 @@
+"""I/O shared by every entry point: database, FaceSign API client, mailer, broker."""

@@ -1,0 +1,142 @@
+"""The FaceSign API client: pooled connections, timeouts, bounded retries with jitter."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+log = logging.getLogger(__name__)
+
+
+class FaceSignError(Exception):
+    """Any failure talking to FaceSign."""
+
+
+class FaceSignTransient(FaceSignError):
+    """Worth trying again later: connection trouble, timeouts, 429, 5xx."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class FaceSignRejected(FaceSignError):
+    """A 4xx other than 429: repeating the same request cannot help."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class FaceSignNotFound(FaceSignRejected):
+    pass
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    total_seconds: float = 20.0
+    backoff_max: float = 4.0
+    backoff_multiplier: float = 0.25
+    retry_after_cap: float = 10.0
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date; fall back to our own backoff
+
+
+class FaceSignClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        timeout: float = 10.0,
+        connect_timeout: float = 3.05,
+        policy: RetryPolicy | None = None,
+        pool_size: int = 32,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (connect_timeout, timeout)
+        self.policy = policy or RetryPolicy()
+        self.http = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self.http.mount("http://", adapter)
+        self.http.mount("https://", adapter)
+        self.http.headers.update({"Authorization": f"Bearer {api_key}", "Accept": "application/json"})
+        self._jitter = wait_random_exponential(multiplier=self.policy.backoff_multiplier, max=self.policy.backoff_max)
+
+    def create_session(
+        self, client_reference_id: str, metadata: Mapping[str, Any], flow: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        body = {
+            "clientReferenceId": client_reference_id,
+            "metadata": dict(metadata),
+            "flow": flow,
+            "videoAIAnalysisEnabled": True,
+        }
+        return self._call("POST", "/sessions", json=body)
+
+    def get_session(self, session_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/sessions/{requests.utils.quote(session_id, safe='')}")
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, FaceSignTransient) and error.retry_after is not None:
+            return min(error.retry_after, self.policy.retry_after_cap)
+        return float(self._jitter(state))
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        retrying = Retrying(
+            stop=stop_after_attempt(self.policy.attempts) | stop_after_delay(self.policy.total_seconds),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: isinstance(e, FaceSignTransient)),
+            reraise=True,
+            before_sleep=lambda s: log.warning(
+                "FaceSign %s %s failed (%s); retry %d",
+                method,
+                path,
+                s.outcome.exception() if s.outcome else "",
+                s.attempt_number,
+            ),
+        )
+        return retrying(self._once, method, path, **kwargs)
+
+    def _once(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self.http.request(method, self.base_url + path, timeout=self.timeout, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise FaceSignTransient(f"{type(exc).__name__} on {method} {path}") from exc
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise FaceSignTransient(
+                f"HTTP {status} on {method} {path}", retry_after=_retry_after(response.headers.get("Retry-After"))
+            )
+        if status == 404:
+            raise FaceSignNotFound(f"HTTP 404 on {method} {path}", status)
+        if status >= 400:
+            raise FaceSignRejected(f"HTTP {status} on {method} {path}", status)
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise FaceSignTransient(f"non-JSON answer on {method} {path}") from exc
+        if not isinstance(payload, dict):
+            raise FaceSignTransient(f"unexpected answer on {method} {path}")
+        return payload

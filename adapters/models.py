@@ -1,0 +1,91 @@
+"""Tables. The decisions table is the audit log: rows are only ever inserted."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored normalised
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+
+class RecoveryAttempt(Base):
+    __tablename__ = "recovery_attempts"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    client_reference_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending, approved, denied, expired
+    flow: Mapped[Any] = mapped_column(JSON)
+    session_url: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    expires_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+    # Ids are assigned under the chain lock as head + 1, so a forked chain cannot be written.
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    decided_at: Mapped[datetime] = mapped_column(index=True)
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("recovery_attempts.id"), unique=True)
+    session_id: Mapped[str] = mapped_column(String(128), unique=True)
+    client_reference_id: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(64))
+    session_status: Mapped[str | None] = mapped_column(String(32))
+    recognition: Mapped[str | None] = mapped_column(String(32))
+    liveness: Mapped[str | None] = mapped_column(String(32))
+    conversation: Mapped[str | None] = mapped_column(String(64))
+    matched_user_id: Mapped[str | None] = mapped_column(String(64))
+    email_digest: Mapped[str | None] = mapped_column(String(64))
+    rules_version: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str | None] = mapped_column(String(128))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    __table_args__ = (Index("ix_decisions_outcome_reason", "outcome", "reason"),)
+
+
+class ResetToken(Base):
+    __tablename__ = "reset_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 hex; the token is never stored
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("recovery_attempts.id"), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class OutgoingMail(Base):
+    """The outbox. `reset_url` holds the only copy of the raw token and is wiped once sent."""
+
+    __tablename__ = "outgoing_mail"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("recovery_attempts.id"), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    to_address: Mapped[str] = mapped_column(String(320))
+    reset_url: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending, sending, sent
+    created_at: Mapped[datetime]
+    sending_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+
+
+class ServiceSetting(Base):
+    __tablename__ = "service_settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,205 @@
+"""The `facesign-recovery` command: the one place that wires everything together."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from config import ConfigError, Settings
+
+log = logging.getLogger("facesign_recovery")
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from None
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@click.group()
+def main() -> None:
+    """Account recovery by face: the customer-side backend of a FaceSign integration."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int) -> None:
+    """The receiver; in embedded mode (no REDIS_URL) also the workers and the sandbox."""
+    from cli.serve import run_serve
+
+    setup_logging()
+    settings = load_settings()
+    if "PUBLIC_BASE_URL" not in os.environ:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        settings = replace(settings, public_base_url=f"http://{shown}:{port}")
+    run_serve(settings, host, port)
+
+
+@main.command()
+@click.option("--processes", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
+def worker(processes: int, threads: int) -> None:
+    """Dramatiq worker processes consuming from Redis."""
+    settings = load_settings()
+    if settings.embedded:
+        raise click.ClickException("REDIS_URL: required for `worker`; in embedded mode `serve` runs the workers")
+    argv = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "workers.actors",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+    ]
+    os.execv(sys.executable, argv)  # noqa: S606  (the worker becomes Dramatiq's own supervisor)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply Alembic migrations up to head."""
+    from adapters.db import make_engine
+    from adapters.migrate import upgrade
+
+    settings = load_settings()
+    try:
+        upgrade(make_engine(settings.database_url))
+    except Exception as exc:
+        raise click.ClickException(f"migration failed: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    click.echo("database is at the latest schema")
+
+
+@main.group()
+def users() -> None:
+    """The local user directory."""
+
+
+@users.command("add")
+@click.argument("email")
+@click.option("--id", "user_id", default=None, help="your application's user id (random if omitted)")
+@click.option("--name", default=None)
+@click.option("--exist-ok", is_flag=True, help="succeed without change when the email is already known")
+def users_add(email: str, user_id: str | None, name: str | None, exist_ok: bool) -> None:
+    """Add one user to the local directory."""
+    from adapters.users import add_user, find_user_id
+    from domain.rules import normalise_email
+
+    with _unit_of_work() as session:
+        existing = find_user_id(session, normalise_email(email) or "")
+        if exist_ok and existing is not None:
+            click.echo(f"{email} is already user {existing}")
+            return
+        user = _user_errors(lambda: add_user(session, email, user_id, name))
+        click.echo(f"added {user.id} <{user.email}>")
+
+
+@users.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def users_import(file: Path) -> None:
+    """Add users from a CSV with header email,id,name (all or nothing)."""
+    from adapters.users import import_users
+
+    with _unit_of_work() as session:
+        count = _user_errors(lambda: import_users(session, file))
+    click.echo(f"imported {count} users")
+
+
+def _user_errors(action: Any) -> Any:
+    from adapters.users import UserError
+
+    try:
+        return action()
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _unit_of_work() -> Any:
+    from adapters.db import make_engine, session_factory, transaction
+
+    settings = load_settings()
+    return transaction(session_factory(make_engine(settings.database_url)))
+
+
+@main.group()
+def audit() -> None:
+    """The decision log."""
+
+
+def _iso(_: Any, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 time: {value!r}", param=param) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+@audit.command("query")
+@click.option("--since", callback=_iso, help="ISO 8601, inclusive")
+@click.option("--until", callback=_iso, help="ISO 8601, exclusive")
+@click.option("--outcome", type=click.Choice(["approved", "denied"]))
+@click.option("--reason")
+@click.option("--session-id")
+@click.option("--attempt-id")
+@click.option("--limit", type=click.IntRange(min=1))
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True)
+def audit_query(
+    since: datetime | None,
+    until: datetime | None,
+    outcome: str | None,
+    reason: str | None,
+    session_id: str | None,
+    attempt_id: str | None,
+    limit: int | None,
+    fmt: str,
+) -> None:
+    """Decisions, oldest first, with the API's field names."""
+    from adapters.audit_log import Filters, query, to_record
+    from adapters.db import make_engine, session_factory
+    from cli.output import write_records
+
+    filters = Filters(since, until, outcome, reason, session_id, attempt_id)
+    settings = load_settings()
+    with session_factory(make_engine(settings.database_url))() as session:
+        records = (to_record(row) for row in query(session, filters, limit))
+        write_records(records, fmt, click.get_text_stream("stdout"))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535))
+def sandbox(host: str, port: int) -> None:
+    """The FaceSign sandbox alone; it signs webhooks with FACESIGN_WEBHOOK_SECRET."""
+    from sandbox.server import run
+
+    setup_logging()
+    settings = load_settings()
+    secret = settings.webhook_secrets[0] if settings.webhook_secrets else secrets.token_hex(16)
+    if not settings.webhook_secrets:
+        click.echo(f"FACESIGN_WEBHOOK_SECRET is unset; the sandbox signs with: {secret}", err=True)
+    run(host, port, f"{settings.public_base_url}/webhooks/facesign", secret)
+
+
+if __name__ == "__main__":
+    main()

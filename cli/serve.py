@@ -1,0 +1,79 @@
+"""`serve`: the receiver, plus in embedded mode the worker threads and the built-in sandbox."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from contextlib import ExitStack
+from dataclasses import replace
+from typing import Any
+
+import click
+import uvicorn
+
+from adapters.db import make_engine, session_factory
+from adapters.migrate import upgrade
+from adapters.users import all_users
+from config import Settings
+from receiver.app import build_services, create_app
+
+log = logging.getLogger("facesign_recovery.serve")
+
+BANNER = """
+==================================================================
+ FaceSign SANDBOX in use: FACESIGN_API_KEY is unset.
+ No real face verification happens; a local stand-in answers at
+   {url}
+ Set FACESIGN_API_KEY and FACESIGN_WEBHOOK_SECRET for production.
+==================================================================
+"""
+
+
+def start_sandbox(settings: Settings, stack: ExitStack) -> Settings:
+    """Start the sandbox, enrol the local users, and point the client and the secret at it."""
+    from sandbox.server import SandboxServer
+
+    secret = settings.webhook_secrets[0] if settings.webhook_secrets else secrets.token_hex(24)
+    server = SandboxServer("127.0.0.1", settings.sandbox_port, f"{settings.public_base_url}/webhooks/facesign", secret)
+    server.start()
+    stack.callback(server.stop)
+    with session_factory(make_engine(settings.database_url))() as session:
+        for user in all_users(session):
+            server.state.enroll(user.email, user.name or user.email.split("@")[0])
+    click.echo(BANNER.format(url=server.url), err=True)
+    return replace(settings, facesign_api_url=server.url, webhook_secrets=(secret, *settings.webhook_secrets[1:]))
+
+
+def start_embedded_workers(settings: Settings, stack: ExitStack) -> Any:
+    """Worker threads on the in-process broker; returns that broker for the receiver to enqueue on."""
+    import dramatiq
+
+    from workers import context
+    from workers.actors import ACTORS
+
+    broker = ACTORS[0].broker
+    context.install(context.Deps.from_settings(settings))
+    worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads)
+    worker.start()
+    stack.callback(worker.stop)
+    return broker
+
+
+def run_serve(settings: Settings, host: str, port: int) -> None:
+    with ExitStack() as stack:
+        broker = None
+        if settings.embedded:
+            upgrade(make_engine(settings.database_url))
+        if settings.sandbox_mode:
+            settings = start_sandbox(settings, stack)
+        if settings.embedded:
+            broker = start_embedded_workers(settings, stack)
+        app = create_app(build_services(settings, broker))
+        mode = "embedded (in-process broker and workers)" if settings.embedded else "Redis (run `worker` separately)"
+        click.echo(
+            f"facesign-recovery listening on http://{host}:{port}  mode: {mode}\n"
+            f"  send FaceSign webhooks to {settings.public_base_url}/webhooks/facesign\n"
+            f"  start a recovery in a browser at {settings.public_base_url}/recover",
+            err=True,
+        )
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=10)

@@ -1,0 +1,121 @@
+"""The decision rules of SPEC §5, first matching row wins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from domain.flow import confirming_outcome, decisive_nodes
+from domain.report import SessionReport
+
+RULES_VERSION = "1"
+APPROVED = "approved"
+DENIED = "denied"
+
+REASONS = (
+    "attempt_expired",
+    "reference_mismatch",
+    "session_not_complete",
+    "no_face",
+    "face_not_recognized",
+    "deepfake_detected",
+    "liveness_failed",
+    "matched_face_has_no_local_user",
+    "identity_not_confirmed",
+    "verified",
+)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    id: str
+    created_at: datetime
+    decided: bool
+    client_reference_id: str | None = None
+    flow: Sequence[Mapping[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    attempt_ttl: int = 1800
+    require_conversation_confirmation: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str
+    reason: str
+    session_status: str | None = None
+    recognition: str | None = None
+    liveness: str | None = None
+    conversation: str | None = None
+    matched_user_id: str | None = None
+    recognized_email: str | None = None  # normalised; the caller digests it and never stores it
+    rules_version: str = RULES_VERSION
+
+    @property
+    def approved(self) -> bool:
+        return self.outcome == APPROVED
+
+
+UserLookup = Callable[[str], str | None]  # normalised email -> local user id
+
+
+def normalise_email(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    email = value.strip().lower()
+    return email or None
+
+
+def expired(attempt: Attempt, now: datetime, policy: Policy) -> bool:
+    return now - attempt.created_at > timedelta(seconds=policy.attempt_ttl)
+
+
+def expire(attempt: Attempt, now: datetime, policy: Policy, session_status: str | None = None) -> Decision | None:
+    """The reconciler's verdict on a pending attempt it could not decide otherwise."""
+    if attempt.decided or not expired(attempt, now, policy):
+        return None
+    return Decision(DENIED, "attempt_expired", session_status=session_status)
+
+
+def decide(
+    session: SessionReport, attempt: Attempt, find_user: UserLookup, now: datetime, policy: Policy
+) -> Decision | None:
+    """None means: record nothing (session unfinished, or attempt already decided)."""
+    if not session.finished or attempt.decided:
+        return None
+    recognition_id, liveness_id, conversation_id = decisive_nodes(attempt.flow)
+    recognition = session.outcome(recognition_id)
+    liveness = session.outcome(liveness_id)
+    conversation = session.outcome(conversation_id)
+    email = None
+    node = session.nodes.get(recognition_id)
+    if node is not None:
+        email = normalise_email(node.report.get("email"))
+
+    def verdict(outcome: str, reason: str, user_id: str | None = None) -> Decision:
+        return Decision(outcome, reason, session.status, recognition, liveness, conversation, user_id, email)
+
+    if expired(attempt, now, policy):
+        return verdict(DENIED, "attempt_expired")
+    if session.client_reference_id is not None and session.client_reference_id != attempt.client_reference_id:
+        return verdict(DENIED, "reference_mismatch")
+    if not session.successful:
+        return verdict(DENIED, "session_not_complete")
+    if recognition == "noFace":
+        return verdict(DENIED, "no_face")
+    if recognition != "recognized":
+        return verdict(DENIED, "face_not_recognized")
+    if liveness == "deepfakeDetected":
+        return verdict(DENIED, "deepfake_detected")
+    if liveness != "livenessDetected":
+        return verdict(DENIED, "liveness_failed")
+    user_id = find_user(email) if email else None
+    if user_id is None:
+        return verdict(DENIED, "matched_face_has_no_local_user")
+    if policy.require_conversation_confirmation and conversation != confirming_outcome(attempt.flow, conversation_id):
+        return verdict(DENIED, "identity_not_confirmed", user_id)
+    return verdict(APPROVED, "verified", user_id)

@@ -1,0 +1,1 @@
+"""Alembic migrations (a package so that the installed service can find them)."""

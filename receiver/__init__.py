@@ -1,0 +1,1 @@
+"""The Starlette app: webhook receiver, recovery API, audit API, health and metrics."""

@@ -1,0 +1,72 @@
+"""The receiver's Starlette app: `create_app(services)`, and `app` for `uvicorn receiver.app:app`."""
+
+from __future__ import annotations
+
+import logging
+
+import dramatiq
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from adapters.broker import SessionEvents, build_broker
+from adapters.db import make_engine
+from adapters.facesign import FaceSignClient
+from config import Settings
+from domain.flow import build_recovery_flow, validate_flow
+from receiver.health import healthz, metrics_endpoint, readyz_endpoint
+from receiver.recoveries import Recoveries
+from receiver.services import Services
+from receiver.webhooks import webhook_endpoint
+
+log = logging.getLogger(__name__)
+
+
+def build_services(settings: Settings, broker: dramatiq.Broker | None = None) -> Services:
+    flow = build_recovery_flow()
+    validate_flow(flow)
+    return Services(
+        settings=settings,
+        engine=make_engine(settings.database_url),
+        facesign=FaceSignClient(
+            settings.facesign_api_url, settings.facesign_api_key or "sandbox", timeout=settings.facesign_timeout
+        ),
+        events=SessionEvents(broker or build_broker(settings.redis_url)),
+        flow=flow,
+    )
+
+
+def create_app(services: Services) -> Starlette:
+    recoveries = Recoveries(services)
+    routes = [
+        Route("/webhooks/facesign", webhook_endpoint(services), methods=["POST"]),
+        Route("/recoveries", recoveries.create, methods=["POST"]),
+        Route("/recoveries/{attempt_id}", recoveries.status, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz_endpoint(services), methods=["GET"]),
+        Route("/metrics", metrics_endpoint(services), methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.services = services
+    return app
+
+
+class _LazyApp:
+    """Built from the environment on first use, so importing this module does nothing."""
+
+    def __init__(self) -> None:
+        self._app: Starlette | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            settings = Settings.from_env()
+            if settings.embedded:
+                log.warning(
+                    "REDIS_URL is unset and this process runs no worker: use `facesign-recovery serve` "
+                    "for embedded mode"
+                )
+            self._app = create_app(build_services(settings))
+        await self._app(scope, receive, send)
+
+
+app = _LazyApp()

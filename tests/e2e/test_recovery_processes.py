@@ -1,0 +1,112 @@
+"""Whole recoveries through real processes: `serve` with the sandbox, and Redis with a separate worker."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import re
+from pathlib import Path
+
+import redis
+import requests
+
+from tests.conftest import free_port
+from tests.e2e.conftest import Processes, base_env, poll_status, wait_http
+
+
+def start_recovery(base: str) -> tuple[str, str]:
+    answer = requests.post(f"{base}/recoveries", json={"type": "forgot_password"}, timeout=10)
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    return body["id"], body["url"].rstrip("/").rsplit("/", 1)[-1]
+
+
+def finish(sandbox: str, session_id: str, **choices: object) -> None:
+    answer = requests.post(f"{sandbox}/sandbox/sessions/{session_id}/complete", json=choices, timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
+def audit_rows(processes: Processes, env: dict[str, str]) -> list[dict[str, object]]:
+    result = processes.run(env, "audit", "query", "--format", "jsonl")
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def reset_link(mail_dir: Path) -> str:
+    files = list(mail_dir.glob("*.eml"))
+    assert len(files) == 1, files
+    message = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert message["To"] == "ada@example.com"
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    match = re.search(r"http\S+token=[A-Za-z0-9_-]+", text)
+    assert match, text
+    return match.group(0)
+
+
+def test_embedded_serve_with_sandbox(processes: Processes, tmp_path: Path) -> None:
+    port, sandbox_port = free_port(), free_port()
+    env = base_env(
+        DATABASE_URL=f"sqlite:///{tmp_path}/e2e.db",
+        MAIL_BACKEND="file",
+        MAIL_DIR=str(tmp_path / "mail"),
+        SANDBOX_PORT=str(sandbox_port),
+    )
+    assert processes.run(env, "db", "upgrade").returncode == 0
+    added = processes.run(env, "users", "add", "Ada@Example.com", "--id", "ada", "--name", "Ada")
+    assert added.returncode == 0, added.stderr
+    processes.start("serve", env, "serve", "--port", str(port))
+    base, sandbox = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sandbox_port}"
+    wait_http(f"{base}/readyz", procs=processes)
+
+    approved_id, approved_session = start_recovery(base)
+    finish(sandbox, approved_session, identity="ada@example.com", liveness="live", confirmEmail=True)
+    denied_id, denied_session = start_recovery(base)
+    finish(sandbox, denied_session, identity="ada@example.com", liveness="deepfake")
+
+    assert poll_status(base, approved_id) == "approved"
+    assert poll_status(base, denied_id) == "denied"
+    rows = {row["attemptId"]: row for row in audit_rows(processes, env)}
+    assert rows[approved_id]["reason"] == "verified" and rows[approved_id]["matchedUserId"] == "ada"
+    assert rows[denied_id]["reason"] == "deepfake_detected"
+    assert all(str(row["eventId"]).startswith("evt_") for row in rows.values())
+    assert reset_link(tmp_path / "mail").startswith(f"{base}/reset?token=")
+    metrics = requests.get(f"{base}/metrics", timeout=5).text
+    assert 'facesign_decisions_total{outcome="approved",reason="verified"} 1.0' in metrics
+
+
+def test_redis_mode_with_separate_worker(
+    processes: Processes, tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    redis_db = redis_url.rsplit("/", 1)[0] + "/14"
+    redis.Redis.from_url(redis_db).flushdb()
+    port, sandbox_port = free_port(), free_port()
+    base, sandbox = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sandbox_port}"
+    env = base_env(
+        DATABASE_URL=postgres_url,
+        REDIS_URL=redis_db,
+        MAIL_BACKEND="file",
+        MAIL_DIR=str(tmp_path / "mail"),
+        FACESIGN_API_KEY="test-key",
+        FACESIGN_API_URL=sandbox,
+        FACESIGN_WEBHOOK_SECRET="whsec_e2e",
+        PUBLIC_BASE_URL=base,
+    )
+    assert processes.run(env, "db", "upgrade").returncode == 0
+    assert processes.run(env, "users", "add", "ada@example.com", "--id", "ada").returncode == 0
+    processes.start("sandbox", env, "sandbox", "--port", str(sandbox_port))
+    processes.start("serve", env, "serve", "--port", str(port))
+    processes.start("worker", env, "worker", "--processes", "1", "--threads", "2")
+    wait_http(f"{sandbox}/sandbox/enrollments", procs=processes)
+    wait_http(f"{base}/readyz", procs=processes)
+    enrolled = requests.post(
+        f"{sandbox}/sandbox/enrollments", json={"email": "ada@example.com", "name": "Ada"}, timeout=5
+    )
+    assert enrolled.status_code == 201
+
+    attempt_id, session_id = start_recovery(base)
+    finish(sandbox, session_id, identity="ada@example.com")
+    assert poll_status(base, attempt_id, timeout=60) == "approved", processes.logs()
+    rows = audit_rows(processes, env)
+    assert [(row["attemptId"], row["reason"]) for row in rows] == [(attempt_id, "verified")]
+    reset_link(tmp_path / "mail")

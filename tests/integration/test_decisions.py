@@ -1,0 +1,142 @@
+"""The decision transaction against real databases."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from pathlib import Path
+from threading import Barrier, Thread
+
+import pytest
+from sqlalchemy import func, select
+
+from adapters import outbox
+from adapters.audit_log import to_record
+from adapters.models import Decision, OutgoingMail, RecoveryAttempt, ResetToken
+from domain.audit_chain import GENESIS, chain_hash
+from tests.fakes import make_deps, seed_attempt
+from workers import decisions, mail
+
+
+def counts(deps) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    with deps.sessions() as db:
+        return {
+            model.__tablename__: db.scalar(select(func.count()).select_from(model))
+            for model in (Decision, ResetToken, OutgoingMail)
+        }
+
+
+def test_approval_writes_row_token_and_mail_in_one_go(database_url: str, tmp_path: Path) -> None:
+    deps, fake = make_deps(database_url, str(tmp_path / "mail"))
+    session_id = seed_attempt(deps, fake)
+    result = decisions.process_session_event(deps, session_id, event_id="evt_1", message_id="msg_1")
+    assert result.status == "approved" and result.mail_id
+    with deps.sessions() as db:
+        row = db.scalar(select(Decision))
+        attempt = db.get(RecoveryAttempt, "att1")
+        token = db.scalar(select(ResetToken))
+    assert attempt is not None and attempt.status == "approved"
+    assert (row.outcome, row.reason, row.event_id, row.message_id) == ("approved", "verified", "evt_1", "msg_1")
+    assert row.matched_user_id == "u_att1" and row.prev_hash == GENESIS
+    assert row.hash == chain_hash(GENESIS, to_record(row))
+    assert "ada@example.com" not in str(to_record(row))
+    assert token is not None and len(token.token_hash) == 64
+
+    assert mail.send_reset_email(deps, result.mail_id) is True
+    files = list((tmp_path / "mail").glob("*.eml"))
+    assert len(files) == 1
+    message = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert message["To"] == "ada@example.com"
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    token_in_link = re.search(r"token=([A-Za-z0-9_-]+)", text).group(1)  # type: ignore[union-attr]
+    assert outbox.token_hash(token_in_link) == token.token_hash
+    assert mail.send_reset_email(deps, result.mail_id) is False  # never twice
+    assert len(list((tmp_path / "mail").glob("*.eml"))) == 1
+    with deps.sessions() as db:
+        sent = db.scalar(select(OutgoingMail))
+    assert sent is not None and sent.status == "sent" and sent.reset_url is None
+
+
+def test_rerunning_a_decided_session_changes_nothing(database_url: str, tmp_path: Path) -> None:
+    deps, fake = make_deps(database_url, str(tmp_path / "mail"))
+    session_id = seed_attempt(deps, fake)
+    decisions.process_session_event(deps, session_id, "evt_1")
+    before = counts(deps)
+    calls = fake.calls
+    again = decisions.process_session_event(deps, session_id, "evt_2")
+    assert again.status == "already_decided"
+    assert counts(deps) == before and fake.calls == calls  # decided attempts are not even fetched
+
+
+def test_unfinished_and_unknown_sessions_record_nothing(database_url: str, tmp_path: Path) -> None:
+    deps, fake = make_deps(database_url, str(tmp_path / "mail"))
+    session_id = seed_attempt(deps, fake, status="inProgress")
+    assert decisions.process_session_event(deps, session_id).status == "not_finished"
+    assert decisions.process_session_event(deps, "sess_nobody").status == "unknown_session"
+    assert counts(deps) == {"decisions": 0, "reset_tokens": 0, "outgoing_mail": 0}
+    with deps.sessions() as db:
+        assert db.get(RecoveryAttempt, "att1").status == "pending"  # type: ignore[union-attr]
+
+
+def test_denial_issues_no_token(database_url: str, tmp_path: Path) -> None:
+    deps, fake = make_deps(database_url, str(tmp_path / "mail"))
+    session_id = seed_attempt(deps, fake, liveness="deepfakeDetected")
+    result = decisions.process_session_event(deps, session_id)
+    assert (result.status, result.mail_id) == ("denied", None)
+    assert counts(deps) == {"decisions": 1, "reset_tokens": 0, "outgoing_mail": 0}
+
+
+def test_a_failure_midway_leaves_nothing(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deps, fake = make_deps(database_url, str(tmp_path / "mail"))
+    session_id = seed_attempt(deps, fake)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(outbox, "issue_reset", broken)
+    with pytest.raises(RuntimeError):
+        decisions.process_session_event(deps, session_id)
+    assert counts(deps) == {"decisions": 0, "reset_tokens": 0, "outgoing_mail": 0}
+    with deps.sessions() as db:
+        assert db.get(RecoveryAttempt, "att1").status == "pending"  # type: ignore[union-attr]
+    monkeypatch.undo()
+    assert decisions.process_session_event(deps, session_id).status == "approved"  # the retry succeeds
+
+
+def test_racing_workers_make_one_decision_and_one_email(database_url: str, tmp_path: Path) -> None:
+    deps, fake = make_deps(database_url, str(tmp_path / "mail"))
+    session_id = seed_attempt(deps, fake)
+    racers = 8
+    barrier = Barrier(racers)
+    results: list[decisions.Result] = []
+
+    def race() -> None:
+        barrier.wait()
+        result = decisions.process_session_event(deps, session_id, "evt_dup")
+        results.append(result)
+        if result.mail_id:
+            mail.send_reset_email(deps, result.mail_id)
+
+    threads = [Thread(target=race) for _ in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(r.status for r in results).count("approved") == 1
+    assert counts(deps) == {"decisions": 1, "reset_tokens": 1, "outgoing_mail": 1}
+    assert len(list((tmp_path / "mail").glob("*.eml"))) == 1
+
+
+def test_chain_links_successive_decisions(database_url: str, tmp_path: Path) -> None:
+    deps, fake = make_deps(database_url, str(tmp_path / "mail"))
+    ids = [seed_attempt(deps, fake, attempt_id=f"a{i}", email=f"u{i}@example.com") for i in range(3)]
+    for session_id in ids:
+        decisions.process_session_event(deps, session_id)
+    with deps.sessions() as db:
+        rows = list(db.scalars(select(Decision).order_by(Decision.id)))
+    assert [r.id for r in rows] == [1, 2, 3]
+    previous = GENESIS
+    for row in rows:
+        assert row.prev_hash == previous and row.hash == chain_hash(previous, to_record(row))
+        previous = row.hash

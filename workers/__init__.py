@@ -1,0 +1,1 @@
+"""Dramatiq actors: thin shims that load, call `domain.decide`, and persist."""
