@@ -70,6 +70,28 @@ def worker(processes: int, threads: int) -> None:
     os.execv(sys.executable, argv)  # noqa: S606  (the worker becomes Dramatiq's own supervisor)
 
 
+@main.command()
+@click.option("--once", is_flag=True, help="one pass, then exit")
+def reconcile(once: bool) -> None:
+    """Decide attempts pending longer than RECONCILE_AFTER by asking FaceSign; expire stale ones."""
+    import threading
+
+    from workers.context import Deps
+    from workers.reconciler import reconcile_once, run_forever
+
+    setup_logging()
+    deps = Deps.from_settings(load_settings())
+    if once:
+        tally = reconcile_once(deps)
+        click.echo(" ".join(f"{key}={value}" for key, value in sorted(tally.items())) or "nothing to do")
+        return
+    stop = threading.Event()
+    try:
+        run_forever(deps, stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
 @main.group()
 def db() -> None:
     """Database schema."""

@@ -52,11 +52,25 @@ def start_embedded_workers(settings: Settings, stack: ExitStack) -> Any:
     from workers.actors import ACTORS
 
     broker = ACTORS[0].broker
-    context.install(context.Deps.from_settings(settings))
+    deps = context.Deps.from_settings(settings)
+    context.install(deps)
     worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads)
     worker.start()
     stack.callback(worker.stop)
+    start_reconciler(deps, stack)
     return broker
+
+
+def start_reconciler(deps: Any, stack: ExitStack) -> None:
+    import threading
+
+    from workers.reconciler import run_forever
+
+    stop = threading.Event()
+    thread = threading.Thread(target=run_forever, args=(deps, stop), name="reconciler", daemon=True)
+    thread.start()
+    stack.callback(thread.join, 10)
+    stack.callback(stop.set)
 
 
 def run_serve(settings: Settings, host: str, port: int) -> None:

@@ -1,0 +1,96 @@
+"""The reconciler: what webhooks, queues or workers lost, it finds and decides through the same path.
+
+Safe to run in several processes at once: every decision goes through `decisions.record`,
+which locks the attempt and is unique per session.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from adapters.attempts import PENDING
+from adapters.facesign import FaceSignError, FaceSignNotFound
+from adapters.models import OutgoingMail, RecoveryAttempt
+from adapters.outbox import PENDING as MAIL_PENDING
+from domain.report import ReportError, SessionReport, parse_session
+from workers import mail
+from workers.context import Deps
+from workers.decisions import record, utcnow
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+MAIL_GRACE = timedelta(seconds=60)  # an outbox mail this old was never picked up: send it
+
+
+def stale_attempts(deps: Deps, cutoff: datetime, limit: int = BATCH) -> list[str]:
+    with deps.sessions() as session:
+        query = (
+            select(RecoveryAttempt.session_id)
+            .where(RecoveryAttempt.status == PENDING, RecoveryAttempt.created_at <= cutoff)
+            .order_by(RecoveryAttempt.created_at)
+            .limit(limit)
+        )
+        return [sid for sid in session.scalars(query) if sid]
+
+
+def orphaned_mail(deps: Deps, cutoff: datetime, limit: int = BATCH) -> list[str]:
+    with deps.sessions() as session:
+        query = (
+            select(OutgoingMail.id)
+            .where(OutgoingMail.status == MAIL_PENDING, OutgoingMail.created_at <= cutoff)
+            .order_by(OutgoingMail.created_at)
+            .limit(limit)
+        )
+        return list(session.scalars(query))
+
+
+def fetch(deps: Deps, session_id: str) -> SessionReport | None:
+    """The session as FaceSign sees it now, or None when it cannot say (expiry may still decide)."""
+    try:
+        return parse_session(deps.facesign.get_session(session_id))
+    except FaceSignNotFound:
+        log.warning("session %s: unknown to FaceSign", session_id)
+    except (FaceSignError, ReportError) as exc:
+        log.warning("session %s: FaceSign unavailable to the reconciler (%s)", session_id, type(exc).__name__)
+    return None
+
+
+def reconcile_once(
+    deps: Deps, now: datetime | None = None, send_mail: Callable[[str], object] | None = None
+) -> Counter[str]:
+    """One pass: decide stale pending attempts, expire the hopeless, send mail nobody sent."""
+    now = now or utcnow()
+    send = send_mail or (lambda mail_id: mail.send_reset_email(deps, mail_id))
+    tally: Counter[str] = Counter()
+    for session_id in stale_attempts(deps, now - timedelta(seconds=deps.settings.reconcile_after)):
+        report = fetch(deps, session_id)
+        result = record(deps, session_id, report, event_id=None, message_id=None, now=now)
+        if result.status == "not_finished" and report is not None:
+            result = record(deps, session_id, None, event_id=None, message_id=None, now=now)
+        tally[result.status] += 1
+        if result.mail_id:
+            send(result.mail_id)
+            tally["mail"] += 1
+    for mail_id in orphaned_mail(deps, now - MAIL_GRACE):
+        send(mail_id)
+        tally["mail"] += 1
+    if tally:
+        log.info("reconcile pass: %s", dict(tally))
+    return tally
+
+
+def run_forever(deps: Deps, stop: threading.Event, send_mail: Callable[[str], object] | None = None) -> None:
+    """Passes every RECONCILE_INTERVAL seconds until `stop` is set; a failed pass is logged, not fatal."""
+    while not stop.is_set():
+        try:
+            reconcile_once(deps, send_mail=send_mail)
+        except Exception:
+            log.exception("reconcile pass failed; trying again next interval")
+        stop.wait(deps.settings.reconcile_interval)
