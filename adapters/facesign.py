@@ -13,7 +13,7 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
     wait_random_exponential,
 )
 
@@ -105,7 +105,8 @@ class FaceSignClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         retrying = Retrying(
-            stop=stop_after_attempt(self.policy.attempts) | stop_after_delay(self.policy.total_seconds),
+            # stop_before_delay: a long Retry-After must not carry us past the total-time bound.
+            stop=stop_after_attempt(self.policy.attempts) | stop_before_delay(self.policy.total_seconds),
             wait=self._wait,
             retry=retry_if_exception(lambda e: isinstance(e, FaceSignTransient)),
             reraise=True,

@@ -51,12 +51,13 @@ def verify(header: str | None, body: bytes, secrets: Sequence[str], now: float, 
             candidates.append(value)
     if timestamp is None or not candidates or not timestamp.isascii() or not timestamp.isdigit():
         return Verdict(False, "malformed")
-    if abs(now - int(timestamp)) > tolerance:
+    # Past 15 digits `t` is millions of years off, and would overflow a float in the subtraction.
+    if len(timestamp) > 15 or abs(now - int(timestamp)) > tolerance:
         return Verdict(False, "stale")
     matched = False
     for secret in secrets:
         expected = compute(secret, timestamp, body).encode("ascii")
         for candidate in candidates:
             # Non-ASCII candidates cannot match; compare_digest needs ASCII str or bytes.
-            matched |= hmac.compare_digest(expected, candidate.encode("utf-8"))
+            matched |= hmac.compare_digest(expected, candidate.encode("utf-8", "replace"))
     return OK if matched else Verdict(False, "mismatch")

@@ -16,8 +16,16 @@ class DecisionsCollector(Collector):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily("facesign_decisions", "Decisions in the audit log", labels=["outcome", "reason"])
+
+    def describe(self) -> Iterator[Metric]:
+        # Without describe(), registering would run collect() and so need the database at start-up.
+        yield self._family()
+
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily("facesign_decisions", "Decisions in the audit log", labels=["outcome", "reason"])
+        family = self._family()
         query = select(Decision.outcome, Decision.reason, func.count()).group_by(Decision.outcome, Decision.reason)
         with self.engine.connect() as connection:
             for outcome, reason, count in connection.execute(query):

@@ -64,7 +64,7 @@ def webhook_endpoint(services: Services):  # type: ignore[no-untyped-def]
             return PlainTextResponse("Invalid signature", status_code=401)
         try:
             event = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: signed but absurdly nested JSON
             event = None
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             counter.labels("bad_request").inc()

@@ -1,0 +1,218 @@
+"""The FaceSign API client against canned HTTP answers (`responses`): auth, shapes, bounded retries."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from adapters.facesign import (
+    FaceSignClient,
+    FaceSignError,
+    FaceSignNotFound,
+    FaceSignRejected,
+    FaceSignTransient,
+    RetryPolicy,
+)
+from domain.flow import build_recovery_flow
+
+BASE = "https://api.facesign.test"
+SESSIONS = f"{BASE}/sessions"
+FAST = RetryPolicy(attempts=3, total_seconds=5.0, backoff_max=0.01, backoff_multiplier=0.001, retry_after_cap=1.0)
+ANSWER = {"session": {"id": "sess_1", "status": "created"}, "clientSecret": {"url": "https://x/s/sess_1"}}
+
+
+def make_client(policy: RetryPolicy = FAST, base: str = BASE) -> FaceSignClient:
+    return FaceSignClient(base, "test-api-key", timeout=2.0, connect_timeout=1.0, policy=policy)
+
+
+def create(client: FaceSignClient) -> dict[str, Any]:
+    return client.create_session("attempt-1", {"recoveryType": "forgot_password"}, build_recovery_flow())
+
+
+@responses.activate
+def test_create_session_sends_bearer_auth_and_the_vendor_body_shape() -> None:
+    responses.add(responses.POST, SESSIONS, json=ANSWER)
+    flow = build_recovery_flow()
+    answer = make_client(base=BASE + "/").create_session("attempt-1", {"recoveryType": "forgot_password"}, flow)
+
+    assert answer == ANSWER
+    [call] = responses.calls
+    assert call.request.url == SESSIONS
+    assert call.request.headers["Authorization"] == "Bearer test-api-key"
+    assert call.request.headers["Content-Type"] == "application/json"
+    body = json.loads(call.request.body)
+    assert body == {
+        "clientReferenceId": "attempt-1",
+        "metadata": {"recoveryType": "forgot_password"},
+        "flow": flow,
+        "videoAIAnalysisEnabled": True,
+    }
+
+
+@responses.activate
+def test_get_session_sends_auth_and_parses_the_answer() -> None:
+    full = {"session": {"id": "sess_1", "status": "complete", "report": {"nodeReports": []}}, "clientSecret": {}}
+    responses.add(responses.GET, f"{SESSIONS}/sess_1", json=full)
+    assert make_client().get_session("sess_1") == full
+    [call] = responses.calls
+    assert call.request.headers["Authorization"] == "Bearer test-api-key"
+
+
+@responses.activate
+def test_get_session_quotes_the_id_into_one_path_segment() -> None:
+    responses.add(responses.GET, f"{SESSIONS}/..%2Fadmin%3Fx%3D1", json=ANSWER)
+    assert make_client().get_session("../admin?x=1") == ANSWER
+    assert responses.calls[0].request.path_url == "/sessions/..%2Fadmin%3Fx%3D1"
+
+
+@responses.activate
+def test_500_then_200_is_retried_and_succeeds() -> None:
+    responses.add(responses.POST, SESSIONS, status=500)
+    responses.add(responses.POST, SESSIONS, json=ANSWER)
+    assert create(make_client()) == ANSWER
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_429_with_retry_after_zero_is_retried() -> None:
+    responses.add(responses.POST, SESSIONS, status=429, headers={"Retry-After": "0"})
+    responses.add(responses.POST, SESSIONS, json=ANSWER)
+    started = time.monotonic()
+    assert create(make_client()) == ANSWER
+    assert len(responses.calls) == 2
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("retry_after", ["soon", "Wed, 21 Oct 2015 07:28:00 GMT", "-5"])
+@responses.activate
+def test_unusable_retry_after_falls_back_to_own_backoff(retry_after: str) -> None:
+    responses.add(responses.POST, SESSIONS, status=429, headers={"Retry-After": retry_after})
+    responses.add(responses.POST, SESSIONS, json=ANSWER)
+    started = time.monotonic()
+    assert create(make_client()) == ANSWER
+    assert len(responses.calls) == 2
+    assert time.monotonic() - started < 2
+
+
+@responses.activate
+def test_retry_after_is_capped_by_the_policy() -> None:
+    responses.add(responses.POST, SESSIONS, status=429, headers={"Retry-After": "3600"})
+    responses.add(responses.POST, SESSIONS, json=ANSWER)
+    policy = RetryPolicy(attempts=3, total_seconds=5.0, backoff_max=0.01, backoff_multiplier=0.001,
+                         retry_after_cap=0.2)
+    started = time.monotonic()
+    assert create(make_client(policy)) == ANSWER
+    assert 0.15 <= time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize("error", [requests.ConnectionError("refused"), requests.ConnectTimeout("slow"),
+                                   requests.ReadTimeout("slow")], ids=["connection", "connect timeout", "read timeout"])
+@responses.activate
+def test_connection_trouble_is_retried(error: Exception) -> None:
+    responses.add(responses.POST, SESSIONS, body=error)
+    responses.add(responses.POST, SESSIONS, json=ANSWER)
+    assert create(make_client()) == ANSWER
+    assert len(responses.calls) == 2
+
+
+@pytest.mark.parametrize(("status", "kind"), [
+    (404, FaceSignNotFound),
+    (400, FaceSignRejected),
+    (401, FaceSignRejected),
+    (403, FaceSignRejected),
+    (422, FaceSignRejected),
+])
+@responses.activate
+def test_client_errors_are_not_retried(status: int, kind: type[FaceSignRejected]) -> None:
+    responses.add(responses.POST, SESSIONS, status=status, json={"error": "nope"})
+    responses.add(responses.POST, SESSIONS, json=ANSWER)
+    with pytest.raises(kind) as raised:
+        create(make_client())
+    assert raised.value.status == status
+    assert not isinstance(raised.value, FaceSignTransient)
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_404_on_get_session_is_not_found_without_retry() -> None:
+    responses.add(responses.GET, f"{SESSIONS}/missing", status=404)
+    with pytest.raises(FaceSignNotFound):
+        make_client().get_session("missing")
+    assert len(responses.calls) == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
+@responses.activate
+def test_persistent_transient_failure_gives_up_after_the_attempt_bound(status: int) -> None:
+    responses.add(responses.POST, SESSIONS, status=status, headers={"Retry-After": "0"})
+    with pytest.raises(FaceSignTransient) as raised:
+        create(make_client(RetryPolicy(attempts=3, total_seconds=5.0, backoff_max=0.01, backoff_multiplier=0.001)))
+    assert str(status) in str(raised.value)
+    assert len(responses.calls) == 3
+
+
+@responses.activate
+def test_persistent_connection_errors_give_up_after_the_attempt_bound() -> None:
+    responses.add(responses.POST, SESSIONS, body=requests.ConnectionError("refused"))
+    with pytest.raises(FaceSignTransient):
+        create(make_client())
+    assert len(responses.calls) == 3
+
+
+@responses.activate
+def test_total_time_bound_stops_a_long_run_of_retries() -> None:
+    responses.add(responses.POST, SESSIONS, status=503, headers={"Retry-After": "0.1"})
+    policy = RetryPolicy(attempts=100, total_seconds=0.3, backoff_max=0.01, backoff_multiplier=0.001)
+    started = time.monotonic()
+    with pytest.raises(FaceSignTransient):
+        create(make_client(policy))
+    assert time.monotonic() - started < 2.0
+    assert 2 <= len(responses.calls) <= 6
+
+
+@responses.activate
+def test_total_time_bound_is_not_overrun_by_a_long_retry_after() -> None:
+    responses.add(responses.POST, SESSIONS, status=503, headers={"Retry-After": "0.6"})
+    policy = RetryPolicy(attempts=5, total_seconds=0.05, backoff_max=0.01, backoff_multiplier=0.001,
+                         retry_after_cap=10.0)
+    started = time.monotonic()
+    with pytest.raises(FaceSignTransient):
+        create(make_client(policy))
+    elapsed = time.monotonic() - started
+    assert len(responses.calls) == 1
+    assert elapsed < 0.5
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    ("<html>Bad gateway</html>", "text/html"),
+    ("", "application/json"),
+    ("{truncated", "application/json"),
+    ("[1, 2, 3]", "application/json"),
+    ('"just a string"', "application/json"),
+], ids=["html", "empty", "truncated", "array", "string"])
+@responses.activate
+def test_answer_that_is_not_a_json_object_is_transient(body: str, content_type: str) -> None:
+    responses.add(responses.POST, SESSIONS, body=body, status=200, content_type=content_type)
+    with pytest.raises(FaceSignTransient):
+        create(make_client())
+    assert len(responses.calls) == FAST.attempts
+
+
+@responses.activate
+def test_non_json_then_good_answer_recovers() -> None:
+    responses.add(responses.POST, SESSIONS, body="oops", status=200, content_type="text/plain")
+    responses.add(responses.POST, SESSIONS, json=ANSWER)
+    assert create(make_client()) == ANSWER
+    assert len(responses.calls) == 2
+
+
+def test_error_hierarchy() -> None:
+    assert issubclass(FaceSignTransient, FaceSignError)
+    assert issubclass(FaceSignRejected, FaceSignError)
+    assert issubclass(FaceSignNotFound, FaceSignRejected)
+    assert FaceSignTransient("x", retry_after=2.5).retry_after == 2.5

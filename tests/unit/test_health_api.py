@@ -1,0 +1,168 @@
+"""`/healthz`, `/readyz` and `/metrics` (SPEC §4)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+
+from adapters import audit_log
+from adapters.attempts import create_attempt
+from adapters.db import make_engine, transaction
+from adapters.migrate import upgrade
+from config import Settings
+from domain.flow import build_recovery_flow
+from domain.rules import Decision
+from receiver.app import create_app
+from receiver.services import Services
+
+
+class FakeEvents:
+    in_process = True
+
+    def __init__(self, ping_error: Exception | None = None) -> None:
+        self.ping_error = ping_error
+
+    def enqueue(self, session_id: str, event_id: str | None) -> str:
+        return "msg-1"
+
+    def ping(self) -> None:
+        if self.ping_error is not None:
+            raise self.ping_error
+
+
+class UnusedFaceSign:
+    def create_session(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise AssertionError("not called by health endpoints")
+
+
+def make_services(tmp_path: Path, events: FakeEvents | None = None) -> Services:
+    engine = make_engine(f"sqlite:///{tmp_path}/t.db")
+    upgrade(engine)
+    return Services(settings=Settings(webhook_secrets=("s1", "s2"), webhook_max_bytes=1024), engine=engine,
+                    facesign=UnusedFaceSign(), events=events or FakeEvents(),  # type: ignore[arg-type]
+                    flow=build_recovery_flow())
+
+
+def client_for(services: Services) -> TestClient:
+    return TestClient(create_app(services), raise_server_exceptions=False)
+
+
+def test_healthz_is_200(tmp_path: Path) -> None:
+    response = client_for(make_services(tmp_path)).get("/healthz")
+    assert response.status_code == 200
+
+
+def test_readyz_is_200_when_database_and_broker_answer(tmp_path: Path) -> None:
+    response = client_for(make_services(tmp_path)).get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ready"
+
+
+@pytest.mark.parametrize("error", [ConnectionError("refused"), TimeoutError(), RuntimeError("boom")])
+def test_readyz_names_the_broker_when_its_ping_fails(tmp_path: Path, error: Exception) -> None:
+    client = client_for(make_services(tmp_path, FakeEvents(ping_error=error)))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["broker"]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_readyz_names_the_database_when_it_cannot_be_reached(tmp_path: Path) -> None:
+    services = make_services(tmp_path)
+    client = client_for(services)
+    services.engine.dispose()
+    services.engine = make_engine(f"sqlite:///{tmp_path}")  # a directory: sqlite cannot open it
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["database"]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_readyz_names_both_when_both_fail(tmp_path: Path) -> None:
+    services = make_services(tmp_path, FakeEvents(ping_error=ConnectionError()))
+    client = client_for(services)
+    services.engine.dispose()
+    services.engine = make_engine(f"sqlite:///{tmp_path}")
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert sorted(response.json()["failed"]) == ["broker", "database"]
+
+
+def test_readyz_recovers_once_the_broker_answers_again(tmp_path: Path) -> None:
+    events = FakeEvents(ping_error=ConnectionError())
+    client = client_for(make_services(tmp_path, events))
+    assert client.get("/readyz").status_code == 503
+    events.ping_error = None
+    assert client.get("/readyz").status_code == 200
+
+
+def test_app_built_while_the_database_is_down_still_reports_it(tmp_path: Path) -> None:
+    services = Services(settings=Settings(webhook_secrets=("s1",)), engine=make_engine(f"sqlite:///{tmp_path}"),
+                        facesign=UnusedFaceSign(), events=FakeEvents(),  # type: ignore[arg-type]
+                        flow=build_recovery_flow())
+    client = client_for(services)
+    assert client.get("/healthz").status_code == 200
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["database"]
+
+
+# /metrics
+
+
+def add_decision(services: Services, n: int, outcome: str, reason: str) -> None:
+    now = datetime.now(UTC)
+    with transaction(services.sessions) as session:
+        create_attempt(session, f"attempt-{n:04d}-0123456789abcdef", f"sess_{n}", services.flow,
+                       f"https://x/s/sess_{n}", now, 1800)
+        audit_log.append(session, Decision(outcome, reason, session_status="complete"),
+                         attempt_id=f"attempt-{n:04d}-0123456789abcdef", session_id=f"sess_{n}",
+                         client_reference_id=f"attempt-{n:04d}-0123456789abcdef", decided_at=now,
+                         event_id=f"evt_{n}", message_id=f"msg_{n}", digest_key=b"k" * 32)
+
+
+def decision_counts(text: str) -> dict[tuple[str, str], float]:
+    counts = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "facesign_decisions_total":
+                counts[(sample.labels["outcome"], sample.labels["reason"])] = sample.value
+    return counts
+
+
+def test_metrics_count_decisions_from_the_audit_log(tmp_path: Path) -> None:
+    services = make_services(tmp_path)
+    client = client_for(services)
+    rows = [("approved", "verified"), ("denied", "deepfake_detected"), ("denied", "deepfake_detected"),
+            ("denied", "no_face"), ("approved", "verified"), ("approved", "verified")]
+    for n, (outcome, reason) in enumerate(rows):
+        add_decision(services, n, outcome, reason)
+
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert decision_counts(response.text) == {
+        ("approved", "verified"): 3,
+        ("denied", "deepfake_detected"): 2,
+        ("denied", "no_face"): 1,
+    }
+    assert 'facesign_decisions_total{outcome="approved",reason="verified"} 3.0' in response.text
+
+
+def test_metrics_follow_new_decisions(tmp_path: Path) -> None:
+    services = make_services(tmp_path)
+    client = client_for(services)
+    assert decision_counts(client.get("/metrics").text) == {}
+    add_decision(services, 1, "denied", "liveness_failed")
+    assert decision_counts(client.get("/metrics").text) == {("denied", "liveness_failed"): 1}
+
+
+def test_metrics_expose_the_webhook_counter_family(tmp_path: Path) -> None:
+    text = client_for(make_services(tmp_path)).get("/metrics").text
+    assert "# TYPE facesign_webhooks_received_total counter" in text
+    assert "# TYPE facesign_decisions_total counter" in text
