@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 T = TypeVar("T")
 
@@ -45,6 +45,8 @@ class Settings:
     worker_threads: int = 4
     facesign_timeout: float = 10.0
     recoveries_per_minute: int = 10
+    flow_file: str | None = None
+    facesign_frame_origin: str | None = None
 
     @property
     def sandbox_mode(self) -> bool:
@@ -55,6 +57,12 @@ class Settings:
     def embedded(self) -> bool:
         """No Redis: an in-process broker and worker threads inside `serve`."""
         return self.redis_url is None
+
+    @property
+    def frame_origin(self) -> str:
+        """The origin the session pages are framed from: FACESIGN_FRAME_ORIGIN, else the API's origin."""
+        parts = urlsplit(self.facesign_frame_origin or self.facesign_api_url)
+        return f"{parts.scheme}://{parts.netloc}"
 
     def reset_url(self, token: str) -> str:
         return self.reset_url_template.replace("{PUBLIC_BASE_URL}", self.public_base_url).replace("{token}", token)
@@ -87,12 +95,25 @@ class Settings:
             worker_threads=r.integer("WORKER_THREADS", 4, minimum=1, maximum=256),
             facesign_timeout=float(r.integer("FACESIGN_TIMEOUT", 10, minimum=1, maximum=120)),
             recoveries_per_minute=r.integer("RECOVERIES_PER_MINUTE", 10, minimum=1),
+            flow_file=r.optional("FLOW_FILE"),
+            facesign_frame_origin=r.optional_url("FACESIGN_FRAME_ORIGIN", ("http", "https")),
         )
         if settings.mail_backend == "smtp" and settings.smtp_url is None:
             raise ConfigError("SMTP_URL: required when MAIL_BACKEND=smtp")
+        if settings.smtp_url is not None:
+            _check_smtp_url(settings.smtp_url)
         if not settings.sandbox_mode and not settings.webhook_secrets:
             raise ConfigError("FACESIGN_WEBHOOK_SECRET: required when FACESIGN_API_KEY is set (sandbox off)")
         return settings
+
+
+def _check_smtp_url(url: str) -> None:
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ConfigError(f"SMTP_URL: needs a host name, got {parts.netloc!r}")
+    tls = parse_qs(parts.query).get("tls", ["starttls"])[0]
+    if tls not in ("starttls", "none"):
+        raise ConfigError(f"SMTP_URL: tls= must be starttls or none, got {tls!r}")
 
 
 class _Reader:

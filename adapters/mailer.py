@@ -16,12 +16,18 @@ SUBJECT = "Reset your password"
 
 
 class Mailer(Protocol):
+    # True when handing the same mail over twice still delivers it once (the file backend names
+    # each file by mail id); only then may an interrupted send be repeated.
+    idempotent: bool
+
     def send(self, message: EmailMessage) -> None: ...
 
 
 def compose(sender: str, to: str, reset_url: str, ttl_seconds: int, mail_id: str) -> EmailMessage:
     """The reset email. It carries the link only: never the reason, never anything biometric."""
     minutes = max(1, ttl_seconds // 60)
+    # 7bit keeps the link whole and readable in the raw message; quoted-printable would split and escape it.
+    cte = "7bit" if reset_url.isascii() and len(reset_url) < 500 else None
     message = EmailMessage()
     message["Subject"] = SUBJECT
     message["From"] = sender
@@ -34,7 +40,8 @@ def compose(sender: str, to: str, reset_url: str, ttl_seconds: int, mail_id: str
         "You asked to recover your account and your identity was verified.\n"
         f"Open this link to choose a new password. It works once, for {minutes} minutes:\n\n"
         f"{reset_url}\n\n"
-        "If you did not ask for this, ignore this email; nothing changes unless the link is used.\n"
+        "If you did not ask for this, ignore this email; nothing changes unless the link is used.\n",
+        cte=cte,
     )
     message.add_alternative(
         '<!doctype html><html><body style="font-family:sans-serif">'
@@ -43,6 +50,7 @@ def compose(sender: str, to: str, reset_url: str, ttl_seconds: int, mail_id: str
         "<p>If you did not ask for this, ignore this email; nothing changes unless the link is used.</p>"
         "</body></html>",
         subtype="html",
+        cte=cte,
     )
     return message
 
@@ -50,12 +58,16 @@ def compose(sender: str, to: str, reset_url: str, ttl_seconds: int, mail_id: str
 class ConsoleMailer:
     """Logs that a message went out; the link itself is a secret and stays out of the log."""
 
+    idempotent = True
+
     def send(self, message: EmailMessage) -> None:
         log.info("mail sent (console backend) id=%s subject=%r", message["X-Recovery-Mail-Id"], message["Subject"])
 
 
 class FileMailer:
-    """One RFC 5322 `.eml` file per message, written atomically."""
+    """One RFC 5322 `.eml` file per message, named by mail id and written atomically."""
+
+    idempotent = True
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
@@ -73,4 +85,8 @@ def make_mailer(backend: str, mail_dir: str, smtp_url: str | None = None) -> Mai
         return FileMailer(mail_dir)
     if backend == "console":
         return ConsoleMailer()
+    if backend == "smtp" and smtp_url:
+        from adapters.smtp import SmtpMailer
+
+        return SmtpMailer(smtp_url)
     raise ValueError(f"MAIL_BACKEND {backend!r} is not available in this build")

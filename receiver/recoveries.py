@@ -8,8 +8,9 @@ import secrets
 from datetime import UTC, datetime
 
 from limits import RateLimitItemPerMinute
-from limits.storage import MemoryStorage
+from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
+from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,16 +35,25 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def rate_limit_storage(redis_url: str | None) -> Storage:
+    """In memory in embedded mode; with Redis, every receiver process shares one limit per address."""
+    if redis_url is None:
+        return MemoryStorage()
+    return RedisStorage(
+        redis_url, key_prefix="facesign-recovery:ratelimit", socket_timeout=2.0, socket_connect_timeout=2.0
+    )
+
+
 class Recoveries:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.limit = RateLimitItemPerMinute(services.settings.recoveries_per_minute)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.limiter = MovingWindowRateLimiter(rate_limit_storage(services.settings.redis_url))
 
     async def create(self, request: Request) -> Response:
         address = client_address(request)
-        if not self.limiter.hit(self.limit, "recoveries", address):
-            reset_at, _ = self.limiter.get_window_stats(self.limit, "recoveries", address)
+        if not await run_in_threadpool(self._allowed, address):  # with Redis this is a network call
+            reset_at, _ = await run_in_threadpool(self.limiter.get_window_stats, self.limit, "recoveries", address)
             retry_after = max(1, int(reset_at - datetime.now(UTC).timestamp()) + 1)
             return _error(429, "too many recoveries started; try again later", {"Retry-After": str(retry_after)})
         body = await request.body()
@@ -64,6 +74,14 @@ class Recoveries:
             log.warning("could not create a FaceSign session: %s", exc)
             return _error(503, "verification service unavailable, try again shortly", {"Retry-After": "5"})
         return JSONResponse(attempt, status_code=201)
+
+    def _allowed(self, address: str) -> bool:
+        try:
+            return self.limiter.hit(self.limit, "recoveries", address)
+        except RedisError as exc:
+            # The limit guards against abuse; an outage of its store must not stop people recovering.
+            log.warning("rate limit store unavailable, letting the request through: %s", exc)
+            return True
 
     def _start(self, kind: str) -> dict[str, str]:
         services = self.services

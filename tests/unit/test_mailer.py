@@ -130,8 +130,6 @@ def test_make_mailer_refuses_unknown_backends(tmp_path: Path, backend: str) -> N
         make_mailer(backend, str(tmp_path))
 
 
-@pytest.mark.xfail(strict=True, reason="adapters/mailer.py:71-76 make_mailer has no smtp backend although SPEC §3 "
-                                       "and config.MAIL_BACKENDS accept MAIL_BACKEND=smtp; it raises ValueError")
 def test_make_mailer_picks_the_smtp_backend(tmp_path: Path) -> None:
     mailer = make_mailer("smtp", str(tmp_path), "smtp://localhost:2525")
     assert callable(getattr(mailer, "send", None))

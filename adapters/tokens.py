@@ -1,0 +1,36 @@
+"""Redeeming a single-use reset token: exactly once, while unexpired."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from adapters.models import ResetToken
+from adapters.outbox import token_hash
+
+# Tokens are 43 URL-safe characters; anything far longer is not one of ours and is not hashed.
+MAX_TOKEN_LENGTH = 256
+
+
+def redeem(session: Session, token: str, now: datetime) -> str | None:
+    """Mark the token used and return its user id, or None for an unknown, used or expired token.
+
+    One conditional UPDATE decides it: of any number of concurrent redemptions exactly one
+    matches `used_at IS NULL` (PostgreSQL re-checks the condition after waiting on the row lock;
+    SQLite has a single writer), so there is no read-then-write window.
+    """
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    result = session.execute(
+        update(ResetToken)
+        .where(
+            ResetToken.token_hash == token_hash(token),
+            ResetToken.used_at.is_(None),
+            ResetToken.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(ResetToken.user_id)
+    )
+    return result.scalar_one_or_none()

@@ -1,0 +1,60 @@
+"""`POST /reset-tokens/redeem` for the customer app, and the `GET /reset` page the emailed link opens."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from adapters.db import transaction
+from adapters.tokens import redeem
+from receiver.page import page_headers, render
+from receiver.services import Services
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 4096
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _invalid_token() -> Response:
+    # One answer for unknown, used and expired tokens: a caller learns nothing about which it was.
+    return JSONResponse({"error": "invalid_or_expired_token"}, status_code=400, headers=NO_STORE)
+
+
+def reset_routes(services: Services) -> list[Route]:
+    def _redeem(token: str) -> str | None:
+        with transaction(services.sessions) as session:
+            return redeem(session, token, datetime.now(UTC))
+
+    async def redeem_endpoint(request: Request) -> Response:
+        body = await request.body()
+        try:
+            payload = json.loads(body) if len(body) <= MAX_BODY else None
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        token = payload.get("token") if isinstance(payload, dict) else None
+        if not isinstance(token, str):
+            return _invalid_token()
+        user_id = await run_in_threadpool(_redeem, token)
+        if user_id is None:
+            log.info("reset token redemption refused")
+            return _invalid_token()
+        log.info("reset token redeemed for user %s", user_id)
+        return JSONResponse({"userId": user_id}, headers=NO_STORE)
+
+    async def landing(request: Request) -> Response:
+        # The token stays in the URL for the script; GET never redeems it, because mail scanners
+        # follow links, and the page loads nothing from elsewhere that could see the address.
+        html = render("Choose a new password", "reset.html", {}, "reset.js")
+        return HTMLResponse(html, headers=page_headers())
+
+    return [
+        Route("/reset-tokens/redeem", redeem_endpoint, methods=["POST"]),
+        Route("/reset", landing, methods=["GET"]),
+    ]
