@@ -114,6 +114,7 @@ class Filters:
     reason: str | None = None
     session_id: str | None = None
     attempt_id: str | None = None
+    email_digest: str | None = None
 
     def apply(self, query: Select[Any]) -> Select[Any]:
         if self.since:
@@ -125,6 +126,7 @@ class Filters:
             (Decision.reason, self.reason),
             (Decision.session_id, self.session_id),
             (Decision.attempt_id, self.attempt_id),
+            (Decision.email_digest, self.email_digest),
         ):
             if value:
                 query = query.where(column == value)

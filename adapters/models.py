@@ -89,3 +89,24 @@ class ServiceSetting(Base):
     __tablename__ = "service_settings"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class AuditorToken(Base):
+    """Who may read the audit log. Only the token's SHA-256 is kept; the token is shown once."""
+
+    __tablename__ = "auditor_tokens"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditAccess(Base):
+    """Every read of the audit log: who, when, what they asked for."""
+
+    __tablename__ = "audit_access_log"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    auditor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    filters: Mapped[Any] = mapped_column(JSON)

@@ -1,0 +1,74 @@
+"""Auditor tokens (only their SHA-256 is stored) and the log of who read the audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adapters.models import AuditAccess, AuditorToken
+
+TOKEN_PREFIX = "fsa_"  # noqa: S105  (a marker, not a secret)
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-")
+
+
+class AuditorError(Exception):
+    """A mistake an operator can make: its message is meant for them."""
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(session: Session, name: str, now: datetime) -> str:
+    """Store a new auditor's token hash and return the token, which is never stored or shown again."""
+    if not name or len(name) > 64 or not set(name) <= NAME_CHARS:
+        raise AuditorError(f"auditor name must be 1-64 characters of letters, digits and ._@-: {name!r}")
+    existing = session.get(AuditorToken, name)
+    if existing is not None:
+        state = "revoked" if existing.revoked_at else "active"
+        raise AuditorError(f"auditor {name!r} already exists ({state}); choose another name")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(AuditorToken(name=name, token_hash=token_hash(token), created_at=now, revoked_at=None))
+    session.flush()
+    return token
+
+
+def list_tokens(session: Session) -> Sequence[AuditorToken]:
+    return session.scalars(select(AuditorToken).order_by(AuditorToken.created_at, AuditorToken.name)).all()
+
+
+def revoke_token(session: Session, name: str, now: datetime) -> None:
+    row = session.get(AuditorToken, name)
+    if row is None:
+        raise AuditorError(f"no auditor named {name!r}")
+    if row.revoked_at is None:
+        row.revoked_at = now
+
+
+def authenticate(session: Session, token: str) -> str | None:
+    """The auditor's name for a valid, unrevoked token; None otherwise.
+
+    Looking up by hash means the secret itself is never compared, so there is nothing to time.
+    """
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    row = session.scalar(select(AuditorToken).where(AuditorToken.token_hash == token_hash(token)))
+    if row is None or row.revoked_at is not None:
+        return None
+    return row.name
+
+
+def record_access(session: Session, auditor: str, action: str, filters: Mapping[str, Any], now: datetime) -> None:
+    """Note one read of the audit log; only filter values that were given are kept."""
+    given = {key: value for key, value in filters.items() if value not in (None, "")}
+    session.add(AuditAccess(at=now, auditor=auditor[:128], action=action, filters=given))
+
+
+def access_log(session: Session, limit: int = 100) -> Sequence[AuditAccess]:
+    return session.scalars(select(AuditAccess).order_by(AuditAccess.id.desc()).limit(limit)).all()

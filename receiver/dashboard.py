@@ -1,0 +1,136 @@
+"""`GET /audit`: the auditors' dashboard. The page is a shell; its data comes from `GET /audit/panel`,
+which needs the auditor token that the page keeps in memory only."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
+from html import escape
+from importlib import resources
+from string import Template
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from adapters.audit_log import Filters, query, to_record
+from adapters.audit_stats import daily_counts, latest
+from domain.audit_verify import verify
+from domain.rules import REASONS
+from receiver.audit_api import (
+    BadFilter,
+    bearer_token,
+    check_token,
+    decisions_endpoint,
+    described,
+    parse_filters,
+    read_recorded,
+)
+from receiver.audit_chart import render_chart, render_legend
+from receiver.services import Services
+
+DEFAULT_DAYS = 14
+MAX_DAYS = 366
+LATEST_ROWS = 50
+PANEL_PARAMS = ("since", "until", "outcome", "reason", "sessionId", "attemptId")
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+TABLE_COLUMNS = ("id", "decidedAt", "outcome", "reason", "sessionId", "attemptId", "matchedUserId")
+
+
+@cache
+def template(name: str) -> Template:
+    return Template(resources.files("receiver").joinpath("templates", name).read_text(encoding="utf-8"))
+
+
+def window(filters: Filters, now: datetime) -> tuple[Filters, list[date]]:
+    """The days the chart covers: the filters' range, or the last DEFAULT_DAYS days."""
+    until = filters.until or datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(), UTC)
+    since = filters.since or until - timedelta(days=DEFAULT_DAYS)
+    first, last = since.date(), (until - timedelta(microseconds=1)).date()
+    if (last - first).days + 1 > MAX_DAYS:
+        raise BadFilter(f"the dashboard shows at most {MAX_DAYS} days; narrow since/until")
+    return replace(filters, since=since, until=until), [
+        first + timedelta(days=n) for n in range((last - first).days + 1)
+    ]
+
+
+def chain_status(session: Any) -> tuple[str, str]:
+    verdict = verify(to_record(row) for row in query(session, Filters()))
+    return ("intact", verdict.describe()) if verdict.ok else ("broken", verdict.describe())
+
+
+def decision_rows(rows: Any) -> str:
+    out = []
+    for row in rows:
+        record = to_record(row)
+        cells = "".join(f"<td>{escape('-' if record[c] is None else str(record[c]))}</td>" for c in TABLE_COLUMNS)
+        out.append(
+            f'<tr data-outcome="{escape(row.outcome)}">{cells}<td><code>{escape(row.hash[:16])}…</code></td></tr>'
+        )
+    return "".join(out)
+
+
+def render_panel(session: Any, filters: Filters, days: list[date]) -> str:
+    counts = daily_counts(session, filters)
+    rows = latest(session, filters, LATEST_ROWS)
+    chain_class, chain_text = chain_status(session)
+    return template("audit_panel.html").substitute(
+        chain_class=chain_class,
+        chain_text=escape(chain_text),
+        first_day=days[0].isoformat(),
+        last_day=days[-1].isoformat(),
+        chart=render_chart(counts, days),
+        legend=render_legend(counts),
+        shown=len(rows),
+        total=sum(counts.values()),
+        rows=decision_rows(rows),
+    )
+
+
+class Dashboard:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def page(self, request: Request) -> Response:
+        options = "".join(f"<option>{escape(reason)}</option>" for reason in REASONS)
+        html = template("audit.html").substitute(reason_options=options, script_url="/audit/dashboard.js")
+        return HTMLResponse(html, headers=PAGE_HEADERS)
+
+    async def script(self, request: Request) -> Response:
+        body = template("audit.js").substitute(panel_url="/audit/panel")
+        return Response(body, media_type="text/javascript", headers={"Cache-Control": "no-store"})
+
+    async def panel(self, request: Request) -> Response:
+        auditor = await run_in_threadpool(check_token, self.services, bearer_token(request))
+        if auditor is None:
+            return JSONResponse({"error": "a valid auditor token is required"}, status_code=401)
+        params = {k: v for k, v in request.query_params.items() if k in PANEL_PARAMS}
+        try:
+            filters, days = window(parse_filters(params), datetime.now(UTC))
+        except BadFilter as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
+        def read(session: Any) -> str:
+            return render_panel(session, filters, days)
+
+        html = await run_in_threadpool(read_recorded, self.services, auditor, "dashboard", described(filters), read)
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+def audit_routes(services: Services) -> list[Route]:
+    """The auditors' routes: the decisions API and the dashboard (its page, script and data)."""
+    dashboard = Dashboard(services)
+    return [
+        Route("/audit/decisions", decisions_endpoint(services), methods=["GET"]),
+        Route("/audit", dashboard.page, methods=["GET"]),
+        Route("/audit/dashboard.js", dashboard.script, methods=["GET"]),
+        Route("/audit/panel", dashboard.panel, methods=["GET"]),
+    ]
