@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import requests
+from prometheus_client import Counter, Histogram
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -51,6 +54,30 @@ class RetryPolicy:
     backoff_max: float = 4.0
     backoff_multiplier: float = 0.25
     retry_after_cap: float = 10.0
+
+
+@dataclass(frozen=True)
+class VendorMetrics:
+    latency: Histogram
+    errors: Counter
+
+
+@functools.cache
+def vendor_metrics() -> VendorMetrics:
+    """Built on first use and registered nowhere: the receiver adds them to its registry, and worker
+    processes expose them through Dramatiq's Prometheus middleware (multiprocess files)."""
+    return VendorMetrics(
+        latency=Histogram(
+            "facesign_api_request_duration_seconds",
+            "FaceSign API call latency, one observation per HTTP try",
+            ["operation"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=None,
+        ),
+        errors=Counter(
+            "facesign_api_errors", "FaceSign API failures by HTTP status or error kind", ["status"], registry=None
+        ),
+    )
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -121,11 +148,19 @@ class FaceSignClient:
         return retrying(self._once, method, path, **kwargs)
 
     def _once(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        metrics = vendor_metrics()
+        operation = "create_session" if method == "POST" else "get_session"
+        started = time.perf_counter()
         try:
             response = self.http.request(method, self.base_url + path, timeout=self.timeout, **kwargs)
         except (requests.ConnectionError, requests.Timeout) as exc:
+            metrics.latency.labels(operation).observe(time.perf_counter() - started)
+            metrics.errors.labels("timeout" if isinstance(exc, requests.Timeout) else "connection").inc()
             raise FaceSignTransient(f"{type(exc).__name__} on {method} {path}") from exc
+        metrics.latency.labels(operation).observe(time.perf_counter() - started)
         status = response.status_code
+        if status >= 400:
+            metrics.errors.labels(str(status)).inc()
         if status == 429 or status >= 500:
             raise FaceSignTransient(
                 f"HTTP {status} on {method} {path}", retry_after=_retry_after(response.headers.get("Retry-After"))

@@ -75,6 +75,16 @@ def release(session: Session, mail_id: str) -> None:
     )
 
 
+def release_abandoned(session: Session, claimed_before: datetime) -> int:
+    """Give back mails whose sender claimed them before `claimed_before` and never finished."""
+    result = session.execute(
+        update(OutgoingMail)
+        .where(OutgoingMail.status == SENDING, OutgoingMail.sending_at <= claimed_before)
+        .values(status=PENDING, sending_at=None)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def pending_for_attempt(session: Session, attempt_id: str) -> str | None:
     return session.scalar(
         select(OutgoingMail.id).where(OutgoingMail.attempt_id == attempt_id, OutgoingMail.status == PENDING)

@@ -10,6 +10,7 @@ from dramatiq.middleware import CurrentMessage
 import workers.broker  # noqa: F401  (sets the global broker before any actor is declared)
 from adapters.broker import MAIL_ACTOR, MAIL_QUEUE, PROCESS_ACTOR, SESSIONS_QUEUE
 from adapters.facesign import FaceSignRejected
+from adapters.logs import session_context
 from domain.report import ReportError
 from workers import context, decisions, mail
 
@@ -32,7 +33,8 @@ def _message_id() -> str | None:
     **RETRY_OPTIONS,
 )
 def process_session_event(session_id: str, event_id: str | None = None) -> None:
-    result = decisions.process_session_event(context.current(), session_id, event_id, _message_id())
+    with session_context(session_id):
+        result = decisions.process_session_event(context.current(), session_id, event_id, _message_id())
     if result.mail_id:
         send_reset_email.send(result.mail_id)
 

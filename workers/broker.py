@@ -13,5 +13,5 @@ import dramatiq
 
 from adapters.broker import build_broker
 
-broker = build_broker(os.environ.get("REDIS_URL") or None)
+broker = build_broker(os.environ.get("REDIS_URL") or None, worker=True)
 dramatiq.set_broker(broker)

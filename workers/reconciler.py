@@ -14,8 +14,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
+from adapters import outbox
 from adapters.attempts import PENDING
+from adapters.db import transaction
 from adapters.facesign import FaceSignError, FaceSignNotFound
+from adapters.logs import session_context
 from adapters.models import OutgoingMail, RecoveryAttempt
 from adapters.outbox import PENDING as MAIL_PENDING
 from domain.report import ReportError, SessionReport, parse_session
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 MAIL_GRACE = timedelta(seconds=60)  # an outbox mail this old was never picked up: send it
+SEND_LEASE = timedelta(seconds=60)  # a send claimed this long ago died with its worker
 
 
 def stale_attempts(deps: Deps, cutoff: datetime, limit: int = BATCH) -> list[str]:
@@ -70,15 +74,24 @@ def reconcile_once(
     send = send_mail or (lambda mail_id: mail.send_reset_email(deps, mail_id))
     tally: Counter[str] = Counter()
     for session_id in stale_attempts(deps, now - timedelta(seconds=deps.settings.reconcile_after)):
-        report = fetch(deps, session_id)
-        result = record(deps, session_id, report, event_id=None, message_id=None, now=now)
-        if result.status == "not_finished" and report is not None:
-            result = record(deps, session_id, None, event_id=None, message_id=None, now=now)
+        with session_context(session_id):
+            report = fetch(deps, session_id)
+            result = record(deps, session_id, report, event_id=None, message_id=None, now=now)
+            if result.status == "not_finished" and report is not None:
+                result = record(deps, session_id, None, event_id=None, message_id=None, now=now)
         tally[result.status] += 1
         if result.mail_id:
             send(result.mail_id)
             tally["mail"] += 1
-    for mail_id in orphaned_mail(deps, now - MAIL_GRACE):
+    # Claiming a mail is atomic, so a shorter grace (RECONCILE_AFTER=0 after a drain) cannot double-send.
+    grace = min(MAIL_GRACE, timedelta(seconds=deps.settings.reconcile_after))
+    if deps.mailer.idempotent:
+        # Repeating an interrupted hand-over is harmless here, so a killed sender does not cost the email.
+        with transaction(deps.sessions) as session:
+            resumed = outbox.release_abandoned(session, now - min(SEND_LEASE, grace))
+        if resumed:
+            tally["mail_resumed"] += resumed
+    for mail_id in orphaned_mail(deps, now - grace):
         send(mail_id)
         tally["mail"] += 1
     if tally:

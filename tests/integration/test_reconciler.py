@@ -8,6 +8,8 @@ from threading import Barrier, Thread
 
 from sqlalchemy import func, select
 
+from adapters import outbox
+from adapters.db import transaction
 from adapters.facesign import FaceSignNotFound, FaceSignTransient
 from adapters.models import Decision, OutgoingMail, RecoveryAttempt
 from tests.fakes import make_deps, seed_attempt
@@ -95,3 +97,22 @@ def test_concurrent_reconcilers_decide_once(database_url: str, tmp_path: Path) -
         assert db.scalar(select(func.count()).select_from(Decision)) == 5
         assert db.scalar(select(func.count()).select_from(OutgoingMail).where(OutgoingMail.status == "sent")) == 5
     assert len(list((tmp_path / "mail").glob("*.eml"))) == 5
+
+
+def test_a_send_killed_midway_is_resumed_only_where_repeating_is_harmless(database_url: str, tmp_path: Path) -> None:
+    deps, fake = make_deps(database_url, str(tmp_path / "mail"))
+    session_id = seed_attempt(deps, fake)
+    mail_id = decisions.process_session_event(deps, session_id, "evt").mail_id
+    assert mail_id
+    with transaction(deps.sessions) as db:  # a worker claimed the mail, then was SIGKILLed
+        assert outbox.claim(db, mail_id, datetime.now(UTC)) is not None
+
+    deps.mailer.idempotent = False  # type: ignore[misc]  # as SMTP: never hand it over twice
+    assert reconcile_once(deps, now=datetime.now(UTC) + LATER) == {}
+    assert not list((tmp_path / "mail").glob("*.eml"))
+
+    deps.mailer.idempotent = True  # type: ignore[misc]  # the file backend: same file, same name
+    assert reconcile_once(deps, now=datetime.now(UTC) + LATER) == {"mail_resumed": 1, "mail": 1}
+    assert len(list((tmp_path / "mail").glob("*.eml"))) == 1
+    with deps.sessions() as db:
+        assert db.scalar(select(OutgoingMail.status)) == "sent"

@@ -1,0 +1,49 @@
+"""Broker tuning: a crashed worker's messages come back in seconds, and operators can change it."""
+
+from __future__ import annotations
+
+import pytest
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware.prometheus import Prometheus
+
+from adapters.broker import HEARTBEAT_TIMEOUT_MS, MAINTENANCE_CHANCE, build_broker
+from adapters.logs import JsonLogsAtBoot
+
+URL = "redis://127.0.0.1:1/0"  # never contacted: building a RedisBroker does no I/O
+
+
+def test_defaults_are_seconds_not_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DRAMATIQ_HEARTBEAT_TIMEOUT", raising=False)
+    monkeypatch.delenv("DRAMATIQ_MAINTENANCE_CHANCE", raising=False)
+    broker = build_broker(URL, worker=True)
+    assert isinstance(broker, RedisBroker)
+    assert broker.heartbeat_timeout == HEARTBEAT_TIMEOUT_MS == 15_000
+    assert broker.maintenance_chance == MAINTENANCE_CHANCE == 100_000
+    kinds = {type(m) for m in broker.middleware}
+    assert Prometheus in kinds and JsonLogsAtBoot in kinds
+
+
+def test_only_worker_processes_get_the_worker_middleware() -> None:
+    # Prometheus' enqueue hook needs the worker's boot signal; in the receiver it would fail on retries.
+    kinds = {type(m) for m in build_broker(URL).middleware}
+    assert Prometheus not in kinds and JsonLogsAtBoot not in kinds
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRAMATIQ_HEARTBEAT_TIMEOUT", "3000")
+    monkeypatch.setenv("DRAMATIQ_MAINTENANCE_CHANCE", "1000000")
+    broker = build_broker(URL)
+    assert (broker.heartbeat_timeout, broker.maintenance_chance) == (3000, 1_000_000)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("DRAMATIQ_HEARTBEAT_TIMEOUT", "10"), ("DRAMATIQ_MAINTENANCE_CHANCE", "x")]
+)
+def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=name):
+        build_broker(URL)
+
+
+def test_embedded_broker_has_no_prometheus_middleware() -> None:
+    assert Prometheus not in {type(m) for m in build_broker(None, worker=True).middleware}

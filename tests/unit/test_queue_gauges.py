@@ -1,0 +1,59 @@
+"""Queue depth and dead-letter gauges, and the FaceSign client's metrics, on the receiver's /metrics."""
+
+from __future__ import annotations
+
+import responses
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from adapters.broker import build_broker, session_event_message
+from adapters.facesign import FaceSignClient, FaceSignTransient, RetryPolicy
+from receiver.gauges import register
+
+
+def values(registry: CollectorRegistry, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    text = generate_latest(registry).decode()
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def test_depth_and_dead_letters_of_the_in_process_broker() -> None:
+    broker = build_broker(None)
+    broker.enqueue(session_event_message("s1", None))
+    broker.enqueue(session_event_message("s2", None))
+    broker.dead_letters_by_queue["sessions"].append(session_event_message("s3", None))  # type: ignore[attr-defined]
+    registry = CollectorRegistry()
+    register(registry, broker)
+    depth = values(registry, "facesign_queue_depth")
+    assert depth[(("queue", "sessions"), ("state", "ready"))] == 2
+    assert depth[(("queue", "mail"), ("state", "ready"))] == 0
+    assert values(registry, "facesign_dead_letters")[(("queue", "sessions"),)] == 1
+
+
+def test_an_unreachable_redis_does_not_break_the_scrape() -> None:
+    registry = CollectorRegistry()
+    register(registry, build_broker("redis://127.0.0.1:1/0"))
+    assert values(registry, "facesign_queue_depth") == {}
+    assert isinstance(generate_latest(registry), bytes)
+
+
+@responses.activate
+def test_facesign_errors_are_counted_by_status() -> None:
+    registry = CollectorRegistry()
+    register(registry, None)
+    before = values(registry, "facesign_api_errors_total").get((("status", "503"),), 0.0)
+    responses.get("http://vendor/sessions/x", status=503)
+    client = FaceSignClient("http://vendor", "k", policy=RetryPolicy(attempts=2, backoff_max=0.01))
+    try:
+        client.get_session("x")
+    except FaceSignTransient:
+        pass
+    else:
+        raise AssertionError("a 503 must raise")
+    assert values(registry, "facesign_api_errors_total")[(("status", "503"),)] == before + 2
+    latency = values(registry, "facesign_api_request_duration_seconds_count")
+    assert latency[(("operation", "get_session"),)] >= 2
