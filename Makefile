@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/facesign-recovery db upgrade
 	$(BIN)/facesign-recovery users add demo@example.com --id demo --name "Demo User" --exist-ok
-	$(BIN)/facesign-recovery serve --host $(HOST) --port $(PORT)
+	MAIL_BACKEND=$${MAIL_BACKEND:-file} MAIL_DIR=$${MAIL_DIR:-mail} $(BIN)/facesign-recovery serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# Benchmarks (a few minutes; needs Redis and PostgreSQL; uses wrk when installed): bench/results/latest.md
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

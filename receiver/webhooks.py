@@ -1,14 +1,20 @@
-"""`POST /webhooks/facesign`: verify, check shape, enqueue, answer. Nothing slower belongs here."""
+"""`POST /webhooks/facesign`: verify, check shape, enqueue, answer. Nothing slower belongs here.
+
+A plain ASGI endpoint rather than a `Request -> Response` function: the hot path (a valid event,
+200) is the one FaceSign hits at volume, and Starlette's Request and Response objects cost about
+as much as the work itself. Errors still go through Starlette responses.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from adapters.broker import EnqueueError
 from domain import signature
@@ -17,75 +23,131 @@ from receiver.services import Services
 log = logging.getLogger(__name__)
 
 RECEIVED = b'{"received":true}'
-
-
-def _json(status: int, body: bytes) -> Response:
-    return Response(body, status_code=status, media_type="application/json")
+_RECEIVED_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-length", str(len(RECEIVED)).encode()), (b"content-type", b"application/json")],
+}
+_RECEIVED_BODY = {"type": "http.response.body", "body": RECEIVED}
+_SIGNATURE = signature.HEADER.lower().encode("latin-1")
+_LEGACY_SIGNATURE = signature.LEGACY_HEADER.lower().encode("latin-1")
+RESULTS = ("accepted", "ignored", "too_large", "invalid_signature", "bad_request", "unavailable")
 
 
 def _error(status: int, message: str) -> Response:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
+def _headers(scope: Scope) -> tuple[bytes | None, str | None]:
+    """Content-Length and the signature header (the current name first, then the legacy one)."""
+    length = current = legacy = None
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            length = value
+        elif name == _SIGNATURE:
+            current = current or value
+        elif name == _LEGACY_SIGNATURE:
+            legacy = legacy or value
+    header = current or legacy
+    return length, header.decode("latin-1") if header else None
+
+
+async def _read_limited(receive: Receive, declared: bytes | None, limit: int) -> bytes | None:
     """The body, or None as soon as it is known to exceed the limit (never read whole)."""
-    declared = request.headers.get("content-length")
     if declared is not None:
         try:
             if int(declared) > limit:
                 return None
         except ValueError:
             pass
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionAbortedError("client went away mid-body")
+        body += message.get("body", b"")
         if len(body) > limit:
             return None
-    return bytes(body)
+        if not message.get("more_body", False):
+            return body
 
 
-def webhook_endpoint(services: Services):  # type: ignore[no-untyped-def]
-    settings = services.settings
-    counter = services.metrics.webhooks
-    events = services.events
-    blocking = not events.in_process
+def _session_event(body: bytes) -> tuple[int, str, str | None] | None:
+    """Shape check: None for an ignored type, else (400 or 0, session id, event id)."""
+    try:
+        event = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        event = None
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        return 400, "body must be a JSON object with a string type", None
+    if event["type"] != "session.status":
+        return None
+    session_id = event.get("sessionId")
+    if not isinstance(session_id, str) or not session_id.strip():
+        return 400, "session.status needs a non-empty string sessionId", None
+    event_id = event.get("id")
+    return 0, session_id, event_id if isinstance(event_id, str) else None
 
-    async def receive(request: Request) -> Response:
-        body = await _read_limited(request, settings.webhook_max_bytes)
+
+class WebhookEndpoint:
+    """An ASGI app (an object, so that Starlette's Route does not wrap it as a Request handler)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        counter = services.metrics.webhooks
+        self.results = {name: counter.labels(name) for name in RESULTS}
+        self.events = services.events
+        # In-process broker: enqueue inline. A network broker: its own awaitable path when it has one
+        # (group commit on Redis), else a thread, so the event loop never waits on the network.
+        self.enqueue_async: Any = None if self.events.in_process else getattr(self.events, "enqueue_async", None)
+
+    async def _enqueue(self, session_id: str, event_id: str | None) -> None:
+        if self.enqueue_async is not None:
+            await self.enqueue_async(session_id, event_id)
+        elif self.events.in_process:
+            self.events.enqueue(session_id, event_id)
+        else:
+            await run_in_threadpool(self.events.enqueue, session_id, event_id)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self._handle(scope, receive)
+        if response is None:
+            await send(_RECEIVED_START)
+            await send(_RECEIVED_BODY)
+        else:
+            await response(scope, receive, send)
+
+    async def _handle(self, scope: Scope, receive: Receive) -> Response | None:
+        """SPEC 4.1 in order; None means 200 `{"received": true}`."""
+        settings, results = self.settings, self.results
+        declared, header = _headers(scope)
+        body = await _read_limited(receive, declared, settings.webhook_max_bytes)
         if body is None:
-            counter.labels("too_large").inc()
+            results["too_large"].inc()
             return _error(413, "payload too large")
-        header = request.headers.get(signature.HEADER) or request.headers.get(signature.LEGACY_HEADER)
         verdict = signature.verify(header, body, settings.webhook_secrets, time.time(), settings.webhook_tolerance)
         if not verdict.ok:
-            counter.labels("invalid_signature").inc()
-            services.metrics.signature_failures.labels(verdict.reason).inc()
+            results["invalid_signature"].inc()
+            self.services.metrics.signature_failures.labels(verdict.reason).inc()
             log.warning("webhook rejected: signature %s", verdict.reason)
             return PlainTextResponse("Invalid signature", status_code=401)
+        shape = _session_event(body)
+        if shape is None:
+            results["ignored"].inc()
+            return None
+        status, session_id, event_id = shape
+        if status:
+            results["bad_request"].inc()
+            return _error(status, session_id)
         try:
-            event = json.loads(body)
-        except (ValueError, RecursionError):  # RecursionError: signed but absurdly nested JSON
-            event = None
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            counter.labels("bad_request").inc()
-            return _error(400, "body must be a JSON object with a string type")
-        if event["type"] != "session.status":
-            counter.labels("ignored").inc()
-            return _json(200, RECEIVED)
-        session_id = event.get("sessionId")
-        if not isinstance(session_id, str) or not session_id.strip():
-            counter.labels("bad_request").inc()
-            return _error(400, "session.status needs a non-empty string sessionId")
-        event_id = event.get("id") if isinstance(event.get("id"), str) else None
-        try:
-            if blocking:
-                await run_in_threadpool(events.enqueue, session_id, event_id)
-            else:
-                events.enqueue(session_id, event_id)
+            await self._enqueue(session_id, event_id)
         except EnqueueError:
-            counter.labels("unavailable").inc()
+            results["unavailable"].inc()
             return _error(503, "queue unavailable, deliver again later")
-        counter.labels("accepted").inc()
-        return _json(200, RECEIVED)
+        results["accepted"].inc()
+        return None
 
-    return receive
+
+def webhook_endpoint(services: Services) -> WebhookEndpoint:
+    return WebhookEndpoint(services)

@@ -1,0 +1,105 @@
+"""Receiver ingest: the same signed webhook against (a) a bare Starlette endpoint, (b) our receiver with
+its durable enqueue to Redis, (c) a synchronous vendor-guide-style handler; same load for each.
+
+(a) and (b) alternate for ROUNDS rounds so that drift in a shared machine hits both alike; the
+headline is the ratio of their mean throughputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass
+
+from bench import load, procs
+from bench.stack import REDIS_URL, SECRET, Stack
+from domain.signature import HEADER, sign
+
+CONNECTIONS = 32
+SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+WARMUP_SECONDS = 2.0
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+VENDOR_LATENCY_MS = 50
+
+
+@dataclass(frozen=True)
+class IngestRun:
+    variant: str
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+VARIANTS = {
+    "bare": "(a) bare Starlette endpoint",
+    "receiver": "(b) our receiver, durable enqueue to Redis",
+    "vendor": f"(c) vendor-guide handler, sandbox at {VENDOR_LATENCY_MS} ms",
+}
+
+
+def request(session_id: str) -> tuple[bytes, dict[str, str]]:
+    body = {"id": "evt_bench", "type": "session.status", "createdAt": int(time.time() * 1000), "sessionId": session_id}
+    raw = json.dumps(body).encode()
+    return raw, {HEADER: sign(SECRET, int(time.time()), raw), "Content-Type": "application/json"}
+
+
+def server(variant: str, stack: Stack, port: int) -> tuple[list[str], dict[str, str]]:
+    env = {**stack.env, "REDIS_URL": REDIS_URL, "BENCH_SQLITE_PATH": str(stack.workdir / "vendor.db")}
+    if variant == "bare":
+        return procs.uvicorn("bench.apps:bare_app", port, factory=True), env
+    if variant == "vendor":
+        return procs.uvicorn("bench.apps:vendor_style_app", port, factory=True), env
+    return procs.uvicorn("receiver.app:app", port), env
+
+
+def measure(variant: str, stack: Stack, session_id: str) -> IngestRun:
+    port = procs.free_port()
+    argv, env = server(variant, stack, port)
+    url = f"http://127.0.0.1:{port}/webhooks/facesign"
+    with procs.running(argv, env, stack.workdir / f"ingest-{variant}.log", port=port):
+        body, headers = request(session_id)  # signed now: well inside the 300 s tolerance
+        load.run(url, body, headers, CONNECTIONS, WARMUP_SECONDS)
+        result = load.run(url, body, headers, CONNECTIONS, SECONDS)
+    stack.clear_queues()
+    return IngestRun(variant, result.requests_per_second, result.p50_ms, result.p99_ms, result.errors)
+
+
+def run_all(stack: Stack, log: list[str]) -> list[IngestRun]:
+    session_id = stack.sessions["ingest"][0]
+    runs = []
+    for _ in range(ROUNDS):
+        for variant in ("bare", "receiver"):
+            runs.append(measure(variant, stack, session_id))
+            log.append(f"ingest {variant}: {runs[-1].requests_per_second:.0f} req/s")
+            print(log[-1], flush=True)
+    stack.set_latency(VENDOR_LATENCY_MS)
+    runs.append(measure("vendor", stack, session_id))
+    stack.set_latency(0)
+    return runs
+
+
+def summary(runs: list[IngestRun]) -> list[IngestRun]:
+    """One row per variant: mean throughput, median of the latency percentiles, errors summed."""
+    rows = []
+    for variant in VARIANTS:
+        mine = [r for r in runs if r.variant == variant]
+        if mine:
+            rows.append(
+                IngestRun(
+                    variant,
+                    statistics.fmean(r.requests_per_second for r in mine),
+                    statistics.median(r.p50_ms for r in mine),
+                    statistics.median(r.p99_ms for r in mine),
+                    sum(r.errors for r in mine),
+                )
+            )
+    return rows
+
+
+def round_ratios(runs: list[IngestRun]) -> list[float]:
+    """Receiver / bare for each consecutive (bare, receiver) pair."""
+    pairs = [r for r in runs if r.variant in ("bare", "receiver")]
+    return [b.requests_per_second / a.requests_per_second for a, b in zip(pairs[::2], pairs[1::2], strict=True)]

@@ -1,0 +1,139 @@
+"""The benchmark's table (stdout and bench/results/latest.md) and its plot (bench/results/latest.png)."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+from bench.e2e import EndToEnd
+from bench.ingest import VARIANTS, IngestRun
+from bench.workers import WorkerRun
+
+
+@dataclass(frozen=True)
+class Results:
+    started: str
+    seconds: float
+    machine: str
+    load_before: str
+    load_after: str
+    generator: str
+    ingest: list[IngestRun]  # one row per variant
+    workers: list[WorkerRun]
+    e2e: EndToEnd | None
+    round_ratios: list[float]  # receiver / bare in each round, to show the spread
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    import os
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {memory:.1f} GiB RAM, Linux {platform.release()}"
+
+
+def versions() -> str:
+    names = ("uvicorn", "starlette", "dramatiq", "redis", "sqlalchemy", "psycopg")
+    return f"Python {platform.python_version()}, " + ", ".join(f"{n} {version(n)}" for n in names)
+
+
+def headline(results: Results) -> float | None:
+    rates = {r.variant: r.requests_per_second for r in results.ingest}
+    return rates["receiver"] / rates["bare"] if "bare" in rates and "receiver" in rates else None
+
+
+def markdown(results: Results) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Run {results.started} in {results.seconds:.0f} s with `make bench`.",
+        f"Machine: {results.machine}. {versions()}.",
+        f"Load average (1, 5, 15 min) before: {results.load_before}; after: {results.load_after}. "
+        "Everything (load generator, servers, Redis, PostgreSQL, sandbox) shares these cores.",
+        "",
+    ]
+    ratio = headline(results)
+    if ratio is not None:
+        rounds = ", ".join(f"{r:.2f}" for r in results.round_ratios)
+        lines += [f"**Headline: receiver / bare endpoint throughput = {ratio:.2f}** (each round: {rounds})", ""]
+    if results.ingest:
+        lines += [
+            f"## Receiver ingest ({results.generator}, 32 connections, same duration for each)",
+            "",
+            *(
+                []
+                if results.generator == "wrk"
+                else ["Without wrk the Python load generator is the bottleneck: these ratios say little.", ""]
+            ),
+            "| variant | requests/s | p50 ms | p99 ms | vs bare | errors |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        bare = next((r.requests_per_second for r in results.ingest if r.variant == "bare"), None)
+        for r in results.ingest:
+            share = f"{r.requests_per_second / bare:.2f}" if bare else "-"
+            lines.append(
+                f"| {VARIANTS[r.variant]} | {r.requests_per_second:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+                f"| {share} | {r.errors} |"
+            )
+        lines.append("")
+    if results.workers:
+        lines += [
+            "## Worker throughput (approved decisions, each with its reset email)",
+            "",
+            "| processes | threads | FaceSign latency | decisions/s | ideal threads/latency | of ideal "
+            "| CPU ms/decision |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for w in results.workers:
+            ideal = f"{w.ideal:,.0f}" if w.ideal else "-"
+            share = f"{w.per_second / w.ideal:.2f}" if w.ideal else "-"
+            lines.append(
+                f"| {w.processes} | {w.threads} | {w.latency_ms} ms | {w.per_second:,.0f} | {ideal} | {share} "
+                f"| {w.cpu_ms_per_decision:.1f} |"
+            )
+        lines.append("")
+    if results.e2e:
+        e = results.e2e
+        lines += [
+            "## End to end and memory",
+            "",
+            f"{e.webhooks:,} signed webhooks posted over {32} connections to the receiver, {e.processes} worker "
+            f"processes x {e.threads} threads, sandbox at {e.latency_ms} ms: all answered 200 in "
+            f"{e.ingest_seconds:.1f} s; last audit row after **{e.seconds:.1f} s** ({e.per_second:,.0f} decisions/s).",
+            "",
+            f"Peak RSS (VmHWM): receiver {e.receiver_peak_rss_mib:.0f} MiB; largest worker process "
+            f"{e.worker_peak_rss_mib:.0f} MiB.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def plot(results: Results, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    names = [VARIANTS[r.variant].split(" ", 1)[0] for r in results.ingest]
+    left.bar(names, [r.requests_per_second for r in results.ingest], color=["#999", "#2a7", "#c55"][: len(names)])
+    left.set_title("Receiver ingest: requests/s (a bare, b receiver, c vendor style)")
+    left.set_ylabel("requests/s")
+    slow = [w for w in results.workers if w.latency_ms]
+    labels = [f"{w.processes}x{w.threads}" for w in slow]
+    positions = range(len(slow))
+    right.bar([p - 0.2 for p in positions], [w.per_second for w in slow], width=0.4, label="measured", color="#2a7")
+    ideal = [w.ideal or 0 for w in slow]
+    right.bar([p + 0.2 for p in positions], ideal, width=0.4, label="threads/latency", color="#bbb")
+    right.set_xticks(list(positions), labels)
+    right.set_title(f"Worker decisions/s at {slow[0].latency_ms if slow else 50} ms (processes x threads)")
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

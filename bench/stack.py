@@ -1,0 +1,139 @@
+"""What the worker and end-to-end benchmarks run against: a fresh PostgreSQL database, Redis, the sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psutil
+import redis
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from adapters.attempts import create_attempt
+from adapters.broker import NAMESPACE, PROCESS_ACTOR, SESSIONS_QUEUE
+from adapters.db import make_engine, session_factory, transaction
+from adapters.group_commit import encode_message
+from adapters.migrate import upgrade
+from adapters.models import Decision
+from adapters.users import add_user
+from bench import procs
+from domain.flow import build_recovery_flow
+
+POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+EMAIL = "bench@example.com"
+SECRET = "whsec_bench"  # noqa: S105 - signs the benchmark's own webhooks
+
+
+@dataclass
+class Stack:
+    database_url: str
+    sandbox_url: str
+    sandbox: psutil.Process
+    sessions: dict[str, list[str]]  # batch name -> session ids, each with a pending attempt
+    workdir: Path
+    redis: redis.Redis = field(default_factory=lambda: redis.Redis.from_url(REDIS_URL, socket_timeout=10))
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The service's configuration, as an operator would set it."""
+        return {
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": REDIS_URL,
+            "FACESIGN_API_URL": self.sandbox_url,
+            "FACESIGN_API_KEY": "bench",
+            "FACESIGN_WEBHOOK_SECRET": SECRET,
+            "MAIL_BACKEND": "file",
+            "MAIL_DIR": str(self.workdir / "mail"),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def set_latency(self, milliseconds: int) -> None:
+        answer = httpx.post(f"{self.sandbox_url}/sandbox/faults", json={"latencyMs": milliseconds}, timeout=10)
+        answer.raise_for_status()
+
+    def clear_queues(self) -> None:
+        keys = list(self.redis.scan_iter(f"{NAMESPACE}:*", count=1000))
+        if keys:
+            self.redis.delete(*keys)
+
+    def enqueue(self, session_ids: list[str]) -> None:
+        """Dramatiq messages for these sessions, written in one round trip (as the receiver's group commit does)."""
+        pipe = self.redis.pipeline(transaction=True)
+        messages = [encode_message(SESSIONS_QUEUE, PROCESS_ACTOR, (s,), {"event_id": None}) for s in session_ids]
+        pipe.hset(f"{NAMESPACE}:{SESSIONS_QUEUE}.msgs", mapping={rid: data for rid, _, data in messages})
+        pipe.rpush(f"{NAMESPACE}:{SESSIONS_QUEUE}", *(rid for rid, _, _ in messages))
+        pipe.execute()
+
+    def decisions(self, engine: object) -> tuple[int, datetime | None]:
+        with session_factory(engine).begin() as db:  # type: ignore[arg-type]
+            count, last = db.execute(select(func.count(), func.max(Decision.decided_at))).one()
+        return int(count), last
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    name = f"fsr_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def stack(batches: dict[str, int], workdir: Path) -> Iterator[Stack]:
+    """`batches`: how many finished sessions (with pending attempts) each named batch needs."""
+    attempts = {name: [secrets.token_urlsafe(18) for _ in range(n)] for name, n in batches.items()}
+    attempts_file, sessions_file = workdir / "attempts.json", workdir / "sessions.json"
+    attempts_file.write_text(json.dumps([a for batch in attempts.values() for a in batch]))
+    port = procs.free_port()
+    argv = [str(procs.BIN / "python"), "-m", "bench.sandbox_proc", str(port), str(attempts_file), str(sessions_file)]
+    with ExitStack() as exits:
+        url = exits.enter_context(database())
+        sandbox = exits.enter_context(procs.running([*argv, EMAIL], {}, workdir / "sandbox.log", port=port))
+        session_of = json.loads(sessions_file.read_text())
+        engine = make_engine(url)
+        upgrade(engine)
+        flow, now = build_recovery_flow(), datetime.now(UTC)
+        with transaction(session_factory(engine)) as db:
+            add_user(db, EMAIL, user_id="bench-user", name="Bench User")
+            for batch in attempts.values():
+                for attempt_id in batch:
+                    create_attempt(db, attempt_id, session_of[attempt_id], flow, "https://bench", now, 3600)
+        engine.dispose()
+        result = Stack(
+            database_url=url,
+            sandbox_url=f"http://127.0.0.1:{port}",
+            sandbox=sandbox,
+            sessions={name: [session_of[a] for a in batch] for name, batch in attempts.items()},
+            workdir=workdir,
+        )
+        result.clear_queues()
+        try:
+            yield result
+        finally:
+            result.clear_queues()
+            result.redis.close()
+
+
+def wait_until(predicate: object, timeout: float, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"benchmark condition not met within {timeout} s")
+        time.sleep(interval)

@@ -1,0 +1,92 @@
+"""Worker throughput: decisions/s for processes x threads against the sandbox at 0 and 50 ms latency.
+
+Each configuration runs `facesign-recovery worker` as an operator would, warms it up (every
+thread's first message opens its connections), then times a batch enqueued in one round trip
+from the enqueue until its last audit row is counted. CPU is the worker process tree's user +
+system time over the timed batch, divided by its decisions (so it includes Dramatiq's own
+polling, the reset-email actor and logging).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from bench import procs
+from bench.stack import Stack, wait_until
+
+PROCESSES = (1, 2)
+THREADS = (1, 4, 16)
+LATENCIES_MS = (0, 50)
+
+
+@dataclass(frozen=True)
+class WorkerRun:
+    processes: int
+    threads: int
+    latency_ms: int
+    decisions: int
+    seconds: float
+    cpu_ms_per_decision: float
+
+    @property
+    def per_second(self) -> float:
+        return self.decisions / self.seconds
+
+    @property
+    def ideal(self) -> float | None:
+        """`threads / latency`: what the threads could do if waiting on FaceSign were all they did."""
+        return self.processes * self.threads * 1000 / self.latency_ms if self.latency_ms else None
+
+
+def batch_size(processes: int, threads: int, latency_ms: int) -> int:
+    if latency_ms == 0:
+        return 300
+    ideal = processes * threads * 1000 / latency_ms
+    return int(min(800, max(40, ideal * 2.5)))
+
+
+def batches() -> dict[str, int]:
+    """Sessions each run needs: a warm-up of one message per thread, then the timed batch."""
+    sizes = {}
+    for latency in LATENCIES_MS:
+        for processes in PROCESSES:
+            for threads in THREADS:
+                key = f"{processes}x{threads}@{latency}"
+                sizes[f"warm {key}"] = processes * threads
+                sizes[key] = batch_size(processes, threads, latency)
+    return sizes
+
+
+def run_all(stack: Stack, engine: Engine, log: list[str]) -> list[WorkerRun]:
+    runs = []
+    for latency in LATENCIES_MS:
+        stack.set_latency(latency)
+        for processes in PROCESSES:
+            for threads in THREADS:
+                runs.append(run_one(stack, engine, processes, threads, latency))
+                log.append(f"workers {processes}x{threads} @ {latency} ms: {runs[-1].per_second:.0f}/s")
+                print(log[-1], flush=True)
+    return runs
+
+
+def run_one(stack: Stack, engine: Engine, processes: int, threads: int, latency: int) -> WorkerRun:
+    key = f"{processes}x{threads}@{latency}"
+    argv = [str(procs.BIN / "facesign-recovery"), "worker", "--processes", str(processes), "--threads", str(threads)]
+    env = {**stack.env, "dramatiq_prom_port": str(procs.free_port())}
+    done, _ = stack.decisions(engine)
+    with procs.running(argv, env, stack.workdir / f"worker-{key}.log") as worker:
+        warm = stack.sessions[f"warm {key}"]
+        stack.enqueue(warm)
+        done += len(warm)
+        wait_until(lambda: stack.decisions(engine)[0] >= done, timeout=60)
+        batch = stack.sessions[key]
+        cpu_before, started = procs.cpu_seconds(worker), time.perf_counter()
+        stack.enqueue(batch)
+        done += len(batch)
+        wait_until(lambda: stack.decisions(engine)[0] >= done, timeout=300, interval=0.01)
+        seconds = time.perf_counter() - started
+        cpu = procs.cpu_seconds(worker) - cpu_before
+    return WorkerRun(processes, threads, latency, len(batch), seconds, cpu * 1000 / len(batch))

@@ -1,0 +1,134 @@
+"""The receiver's group-commit fast path against real Redis, and a stock Dramatiq worker consuming it.
+
+This is the contract that lets the receiver write Dramatiq's Redis keys itself: if a dramatiq
+upgrade changes the layout or the message format, the first test fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import httpx
+import pytest
+import redis
+from dramatiq.middleware import CurrentMessage
+
+from adapters.broker import PROCESS_ACTOR, SESSIONS_QUEUE, SessionEvents, build_broker
+from adapters.db import make_engine
+from config import Settings
+from domain.flow import build_recovery_flow
+from domain.signature import HEADER, sign
+from receiver.app import create_app
+from receiver.services import Services
+
+SECRET = "whsec_test"
+DOWN_URL = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture
+def redis_broker(redis_url: str, redis_namespace: str) -> Iterator[dramatiq.Broker]:
+    broker = build_broker(redis_url, namespace=redis_namespace)
+    yield broker
+    broker.close()
+
+
+def enqueue_all(events: SessionEvents, pairs: list[tuple[str, str | None]]) -> list[Any]:
+    async def scenario() -> list[Any]:
+        try:
+            return await asyncio.gather(*(events.enqueue_async(s, e) for s, e in pairs), return_exceptions=True)
+        finally:
+            assert events.group_commit is not None
+            await events.group_commit.aclose()
+
+    return asyncio.run(scenario())
+
+
+def test_a_stock_dramatiq_worker_runs_the_actor_for_every_message_the_fast_path_wrote(
+    redis_url: str, redis_broker: dramatiq.Broker
+) -> None:
+    calls: list[tuple[tuple[Any, ...], dict[str, Any], str]] = []
+    lock = threading.Lock()
+
+    def process_session_event(session_id: str, event_id: str | None = None) -> None:
+        message = CurrentMessage.get_current_message()
+        assert message is not None
+        with lock:
+            calls.append(((session_id,), {"event_id": event_id}, message.message_id))
+
+    dramatiq.Actor(
+        process_session_event,
+        broker=redis_broker,
+        actor_name=PROCESS_ACTOR,
+        queue_name=SESSIONS_QUEUE,
+        priority=0,
+        options={"max_retries": 0},
+    )
+    events = SessionEvents(redis_broker, redis_url=redis_url)
+    pairs = [(f"sess_{i}", f"evt_{i}" if i % 3 else None) for i in range(60)]
+    message_ids = enqueue_all(events, pairs)
+    assert not [m for m in message_ids if isinstance(m, BaseException)]
+    assert events.group_commit is not None and events.group_commit.batches_written < len(pairs)
+
+    worker = dramatiq.Worker(redis_broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        redis_broker.join(SESSIONS_QUEUE, timeout=20_000)
+    finally:
+        worker.stop()
+    assert sorted((c[0], c[1]) for c in calls) == sorted(((s,), {"event_id": e}) for s, e in pairs)
+    assert sorted(c[2] for c in calls) == sorted(message_ids)  # enqueue_async returns Dramatiq's message id
+
+
+def signed_post(client: httpx.AsyncClient, session_id: str) -> Any:
+    body = json.dumps({"id": f"evt_{session_id}", "type": "session.status", "createdAt": 1, "sessionId": session_id})
+    headers = {HEADER: sign(SECRET, int(time.time()), body.encode()), "content-type": "application/json"}
+    return client.post("/webhooks/facesign", content=body, headers=headers)
+
+
+def webhook_app(tmp_path: Path, events: SessionEvents) -> Any:
+    services = Services(
+        settings=Settings(webhook_secrets=(SECRET,)),
+        engine=make_engine(f"sqlite:///{tmp_path}/unused.db"),
+        facesign=None,  # type: ignore[arg-type]  # the webhook endpoint never calls FaceSign
+        events=events,
+        flow=build_recovery_flow(),
+    )
+    return create_app(services)
+
+
+def post_concurrently(app: Any, session_ids: list[str]) -> list[int]:
+    async def scenario() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+            responses = await asyncio.gather(*(signed_post(client, s) for s in session_ids))
+        return [r.status_code for r in responses]
+
+    return asyncio.run(scenario())
+
+
+def test_many_concurrent_webhooks_make_exactly_that_many_messages(
+    tmp_path: Path, redis_url: str, redis_broker: dramatiq.Broker, redis_namespace: str
+) -> None:
+    events = SessionEvents(redis_broker, redis_url=redis_url)
+    session_ids = [f"sess_{i}" for i in range(300)]
+    statuses = post_concurrently(webhook_app(tmp_path, events), session_ids)
+    assert statuses == [200] * 300
+    client = redis.Redis.from_url(redis_url)
+    queue = [i.decode() for i in client.lrange(f"{redis_namespace}:{SESSIONS_QUEUE}", 0, -1)]
+    stored = client.hgetall(f"{redis_namespace}:{SESSIONS_QUEUE}.msgs")
+    client.close()
+    assert len(queue) == len(set(queue)) == 300 and set(queue) == {k.decode() for k in stored}
+    assert sorted(json.loads(v)["args"][0] for v in stored.values()) == sorted(session_ids)
+    assert events.group_commit is not None and events.group_commit.batches_written < 300
+
+
+def test_webhooks_get_503_when_redis_is_down(tmp_path: Path) -> None:
+    events = SessionEvents(build_broker(DOWN_URL), redis_url=DOWN_URL)
+    assert post_concurrently(webhook_app(tmp_path, events), ["sess_a", "sess_b", "sess_c"]) == [503] * 3

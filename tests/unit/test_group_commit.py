@@ -1,0 +1,168 @@
+"""The group-commit enqueue without a network: Dramatiq's exact bytes, batching, back-pressure, failure."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import dramatiq
+import fakeredis.aioredis
+import pytest
+
+from adapters.broker import PROCESS_ACTOR, SESSIONS_QUEUE
+from adapters.group_commit import GroupCommit, GroupCommitError, encode_message
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [(("sess_1",), {"event_id": "evt_1"}), (('sess_ü"\\',), {"event_id": None}), ((), {})],
+)
+def test_encoded_message_is_byte_for_byte_what_dramatiq_encodes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    redis_message_id, message_id, data = encode_message(SESSIONS_QUEUE, PROCESS_ACTOR, args, kwargs)
+    fields = json.loads(data)
+    # What RedisBroker.enqueue encodes for the same message, ids and timestamp taken over.
+    expected = dramatiq.Message(
+        queue_name=SESSIONS_QUEUE,
+        actor_name=PROCESS_ACTOR,
+        args=args,
+        kwargs=kwargs,
+        options={"redis_message_id": redis_message_id},
+        message_id=message_id,
+        message_timestamp=fields["message_timestamp"],
+    ).encode()
+    assert data == expected
+    decoded = dramatiq.Message.decode(data)
+    assert decoded.args == args and decoded.kwargs == kwargs and decoded.message_id == message_id
+
+
+def test_every_message_gets_fresh_ids() -> None:
+    first = encode_message(SESSIONS_QUEUE, PROCESS_ACTOR, ("s",), {})
+    second = encode_message(SESSIONS_QUEUE, PROCESS_ACTOR, ("s",), {})
+    assert len({first[0], first[1], second[0], second[1]}) == 4
+
+
+def fake_commit(server: fakeredis.FakeServer, **options: Any) -> GroupCommit:
+    return GroupCommit(
+        "redis://unused", "ns", "q", client_factory=lambda: fakeredis.aioredis.FakeRedis(server=server), **options
+    )
+
+
+def test_concurrent_puts_share_round_trips_and_all_land_in_dramatiqs_keys() -> None:
+    server = fakeredis.FakeServer()
+    commit = fake_commit(server, max_batch=50)
+
+    async def scenario() -> list[str]:
+        messages = [encode_message("q", "a", (str(i),), {}) for i in range(200)]
+        await asyncio.gather(*(commit.put(rid, data) for rid, _, data in messages))
+        await commit.aclose()
+        return [rid for rid, _, _ in messages]
+
+    ids = asyncio.run(scenario())
+    client = fakeredis.FakeRedis(server=server)
+    assert [i.decode() for i in client.lrange("ns:q", 0, -1)] == ids  # arrival order kept
+    assert client.hlen("ns:q.msgs") == 200
+    # 200 concurrent callers, batches of at most 50: the first alone, then full batches.
+    assert 4 <= commit.batches_written <= 6
+
+
+class StalledClient:
+    """A client whose pipeline waits for `release` and then fails or succeeds."""
+
+    def __init__(self, release: asyncio.Event, fail: bool) -> None:
+        self.release, self.fail, self.written = release, fail, 0
+
+    def pipeline(self, transaction: bool = True) -> StalledClient:
+        return self
+
+    def hset(self, key: str, mapping: dict[str, bytes]) -> None:
+        self.batch = len(mapping)
+
+    def rpush(self, key: str, *ids: str) -> None:
+        return None
+
+    async def execute(self) -> None:
+        await self.release.wait()
+        if self.fail:
+            raise ConnectionError("redis went away")
+        self.written += self.batch
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_a_full_buffer_refuses_at_once_instead_of_growing() -> None:
+    async def scenario() -> tuple[int, int]:
+        release = asyncio.Event()
+        client = StalledClient(release, fail=False)
+        commit = GroupCommit("redis://unused", "ns", "q", max_pending=3, max_batch=1, client_factory=lambda: client)
+        waiting = [asyncio.create_task(commit.put("m0", b"x"))]
+        for _ in range(3):  # the put, then the writer taking its batch into flight
+            await asyncio.sleep(0)
+        assert commit.pending == 0
+        waiting += [asyncio.create_task(commit.put(f"m{i}", b"x")) for i in range(1, 4)]
+        await asyncio.sleep(0)
+        assert commit.pending == 3
+        with pytest.raises(GroupCommitError, match="full"):
+            await commit.put("one-too-many", b"x")
+        release.set()
+        await asyncio.gather(*waiting)
+        return client.written, commit.pending
+
+    assert asyncio.run(scenario()) == (4, 0)
+
+
+def test_a_failed_round_trip_fails_every_waiter_of_that_batch_and_the_next_batch_retries() -> None:
+    async def scenario() -> list[Any]:
+        release = asyncio.Event()
+        client = StalledClient(release, fail=True)
+        commit = GroupCommit("redis://unused", "ns", "q", client_factory=lambda: client)
+        waiting = [asyncio.create_task(commit.put(f"m{i}", b"x")) for i in range(5)]
+        await asyncio.sleep(0)
+        release.set()
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        client.fail = False
+        await commit.put("later", b"x")  # the writer restarts after a failure
+        return [*results, client.written]
+
+    *results, written = asyncio.run(scenario())
+    assert all(isinstance(r, GroupCommitError) for r in results)
+    assert written == 1
+
+
+def test_a_round_trip_that_hangs_is_cut_by_the_timeout() -> None:
+    async def scenario() -> None:
+        client = StalledClient(asyncio.Event(), fail=False)  # never released
+        commit = GroupCommit("redis://unused", "ns", "q", timeout=0.05, client_factory=lambda: client)
+        await commit.put("m", b"x")
+
+    with pytest.raises(GroupCommitError, match="Timeout"):
+        asyncio.run(scenario())
+
+
+def test_a_waiter_that_went_away_does_not_break_the_batch() -> None:
+    async def scenario() -> int:
+        release = asyncio.Event()
+        client = StalledClient(release, fail=False)
+        commit = GroupCommit("redis://unused", "ns", "q", client_factory=lambda: client)
+        gone = asyncio.create_task(commit.put("gone", b"x"))
+        stays = asyncio.create_task(commit.put("stays", b"x"))
+        await asyncio.sleep(0)
+        gone.cancel()
+        release.set()
+        await stays
+        return client.written
+
+    assert asyncio.run(scenario()) == 2
+
+
+def test_fast_uuid4_is_a_canonical_version_4_uuid() -> None:
+    import uuid
+
+    from adapters.group_commit import _uuid4_pair
+
+    values = {value for _ in range(1000) for value in _uuid4_pair()}
+    assert len(values) == 2000
+    for value in list(values)[:200]:
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122
