@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from typing import Any
 
 import dramatiq
@@ -10,6 +12,8 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
+
+from adapters.group_commit import GroupCommit, GroupCommitError, encode_message
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +28,53 @@ class EnqueueError(Exception):
     """The broker did not take the message; the webhook must be answered 503."""
 
 
-def build_broker(redis_url: str | None, namespace: str = NAMESPACE) -> dramatiq.Broker:
-    """RedisBroker when REDIS_URL is set, else the in-process broker of embedded mode."""
+# A crashed worker's unacked messages return only once its heartbeat is older than the timeout AND a
+# maintenance pass runs on that queue. Dramatiq's defaults (60 s; 1 in 1000 commands) make that minutes.
+# A live worker heartbeats on every fetch, and idle consumers fetch at least every second, so 15 s
+# leaves a wide margin against false deaths (which only cause a harmless duplicate: actors are
+# idempotent). One command in ten doing maintenance costs two ZRANGEBYSCOREs when nobody died and
+# finds a dead worker within a few seconds of polling.
+HEARTBEAT_TIMEOUT_MS = 15_000
+MAINTENANCE_CHANCE = 100_000  # per million broker commands
+
+
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}: not an integer: {raw!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name}: must be between {low} and {high}")
+    return value
+
+
+def build_broker(redis_url: str | None, namespace: str = NAMESPACE, *, worker: bool = False) -> dramatiq.Broker:
+    """RedisBroker when REDIS_URL is set, else the in-process broker of embedded mode.
+
+    `worker=True` in Dramatiq worker processes: Prometheus and JSON-log middleware, which need the
+    worker's process-boot signal (elsewhere Prometheus fails on enqueueing a retried message).
+    """
     broker: dramatiq.Broker
     if redis_url:
         # The client is built here because RedisBroker ignores socket options when given a URL.
         client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30)
-        broker = RedisBroker(client=client, namespace=namespace)
+        broker = RedisBroker(
+            client=client,
+            namespace=namespace,
+            heartbeat_timeout=_env_int("DRAMATIQ_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT_MS, 1_000, 600_000),
+            maintenance_chance=_env_int("DRAMATIQ_MAINTENANCE_CHANCE", MAINTENANCE_CHANCE, 0, 1_000_000),
+        )
+        if worker:
+            # Imported here: that module creates its metrics directory on import.
+            from dramatiq.middleware.prometheus import Prometheus
+
+            from adapters.logs import JsonLogsAtBoot
+
+            broker.add_middleware(Prometheus())
+            broker.add_middleware(JsonLogsAtBoot())
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")
@@ -53,10 +97,16 @@ def session_event_message(session_id: str, event_id: str | None) -> dramatiq.Mes
 class SessionEvents:
     """Enqueues `session.status` events; the actor itself lives in `workers`."""
 
-    def __init__(self, broker: dramatiq.Broker) -> None:
+    def __init__(self, broker: dramatiq.Broker, redis_url: str | None = None) -> None:
         self.broker = broker
         # The in-process broker answers at once; only a network broker needs a thread.
         self.in_process = isinstance(broker, StubBroker)
+        # With the broker's Redis URL the event loop enqueues by group commit (enqueue_async).
+        self.group_commit = (
+            GroupCommit(redis_url, broker.namespace, SESSIONS_QUEUE)
+            if redis_url and isinstance(broker, RedisBroker)
+            else None
+        )
 
     def enqueue(self, session_id: str, event_id: str | None) -> str:
         try:
@@ -65,6 +115,19 @@ class SessionEvents:
             log.warning("enqueue failed for session %s: %s", session_id, type(exc).__name__)
             raise EnqueueError(str(exc)) from exc
         return message.message_id
+
+    async def enqueue_async(self, session_id: str, event_id: str | None) -> str:
+        """For the event loop: held by Redis on return, without blocking the loop; else EnqueueError."""
+        if self.group_commit is None:
+            return await asyncio.to_thread(self.enqueue, session_id, event_id)
+        redis_message_id, message_id, data = encode_message(
+            SESSIONS_QUEUE, PROCESS_ACTOR, (session_id,), {"event_id": event_id}
+        )
+        try:
+            await self.group_commit.put(redis_message_id, data)
+        except GroupCommitError as exc:
+            raise EnqueueError(str(exc)) from exc
+        return message_id
 
     def ping(self) -> None:
         if isinstance(self.broker, RedisBroker):

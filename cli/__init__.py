@@ -7,15 +7,16 @@ import os
 import secrets
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
+from cli.audit import audit, auditor_token
 from config import ConfigError, Settings
 
 log = logging.getLogger("facesign_recovery")
+WORKER_SHUTDOWN_TIMEOUT_MS = 30_000
 
 
 def load_settings() -> Settings:
@@ -26,7 +27,9 @@ def load_settings() -> Settings:
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from adapters.logs import configure
+
+    configure(level, sys.stderr)
 
 
 @click.group()
@@ -66,8 +69,37 @@ def worker(processes: int, threads: int) -> None:
         str(processes),
         "--threads",
         str(threads),
+        # SIGTERM: in-flight actors get this long to finish (Dramatiq's default is 10 minutes); the
+        # prefetched rest is requeued at once, and anything killed returns after the heartbeat timeout.
+        "--worker-shutdown-timeout",
+        str(WORKER_SHUTDOWN_TIMEOUT_MS),
     ]
+    _worker_metrics_env()
     os.execv(sys.executable, argv)  # noqa: S606  (the worker becomes Dramatiq's own supervisor)
+
+
+def _worker_metrics_env() -> None:
+    """Dramatiq's Prometheus middleware aggregates its processes through files; prometheus_client picks
+    multiprocess mode when first imported, so the directory must be in the environment before exec.
+    Its exposition server takes the whole worker down when its port is taken, so a second `worker`
+    on the same host falls back to a free port instead of dying."""
+    import socket
+    import tempfile
+
+    directory = os.environ.get("dramatiq_prom_db") or tempfile.mkdtemp(prefix="facesign-worker-metrics-")
+    os.makedirs(directory, exist_ok=True)
+    os.environ["dramatiq_prom_db"] = directory
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    host = os.environ.get("dramatiq_prom_host", "0.0.0.0")  # noqa: S104  (Dramatiq's own default)
+    port = int(os.environ.get("dramatiq_prom_port", "9191"))
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+    os.environ["dramatiq_prom_port"] = str(port)
+    click.echo(f"worker metrics on http://{host}:{port}/metrics", err=True)
 
 
 @main.command()
@@ -162,50 +194,8 @@ def _unit_of_work() -> Any:
     return transaction(session_factory(make_engine(settings.database_url)))
 
 
-@main.group()
-def audit() -> None:
-    """The decision log."""
-
-
-def _iso(_: Any, param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"not an ISO 8601 time: {value!r}", param=param) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-
-
-@audit.command("query")
-@click.option("--since", callback=_iso, help="ISO 8601, inclusive")
-@click.option("--until", callback=_iso, help="ISO 8601, exclusive")
-@click.option("--outcome", type=click.Choice(["approved", "denied"]))
-@click.option("--reason")
-@click.option("--session-id")
-@click.option("--attempt-id")
-@click.option("--limit", type=click.IntRange(min=1))
-@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True)
-def audit_query(
-    since: datetime | None,
-    until: datetime | None,
-    outcome: str | None,
-    reason: str | None,
-    session_id: str | None,
-    attempt_id: str | None,
-    limit: int | None,
-    fmt: str,
-) -> None:
-    """Decisions, oldest first, with the API's field names."""
-    from adapters.audit_log import Filters, query, to_record
-    from adapters.db import make_engine, session_factory
-    from cli.output import write_records
-
-    filters = Filters(since, until, outcome, reason, session_id, attempt_id)
-    settings = load_settings()
-    with session_factory(make_engine(settings.database_url))() as session:
-        records = (to_record(row) for row in query(session, filters, limit))
-        write_records(records, fmt, click.get_text_stream("stdout"))
+main.add_command(audit)
+main.add_command(auditor_token)
 
 
 @main.command()
@@ -222,6 +212,14 @@ def sandbox(host: str, port: int) -> None:
         click.echo(f"FACESIGN_WEBHOOK_SECRET is unset; the sandbox signs with: {secret}", err=True)
     run(host, port, f"{settings.public_base_url}/webhooks/facesign", secret)
 
+
+def _register_subcommands() -> None:
+    from cli.dlq import dlq
+
+    main.add_command(dlq)
+
+
+_register_subcommands()
 
 if __name__ == "__main__":
     main()

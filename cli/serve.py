@@ -12,9 +12,10 @@ import click
 import uvicorn
 
 from adapters.db import make_engine, session_factory
+from adapters.flow_file import load_flow
 from adapters.migrate import upgrade
 from adapters.users import all_users
-from config import Settings
+from config import ConfigError, Settings
 from receiver.app import build_services, create_app
 
 log = logging.getLogger("facesign_recovery.serve")
@@ -74,6 +75,10 @@ def start_reconciler(deps: Any, stack: ExitStack) -> None:
 
 
 def run_serve(settings: Settings, host: str, port: int) -> None:
+    try:
+        load_flow(settings.flow_file)  # a bad FLOW_FILE stops start-up before anything is started
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from None
     with ExitStack() as stack:
         broker = None
         if settings.embedded:
@@ -90,4 +95,7 @@ def run_serve(settings: Settings, host: str, port: int) -> None:
             f"  start a recovery in a browser at {settings.public_base_url}/recover",
             err=True,
         )
-        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=10)
+        # log_config=None: uvicorn's lines go through the root logger, so they are JSON like ours.
+        uvicorn.run(
+            app, host=host, port=port, log_level="info", log_config=None, access_log=False, timeout_graceful_shutdown=10
+        )

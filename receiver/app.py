@@ -12,10 +12,15 @@ from starlette.types import Receive, Scope, Send
 from adapters.broker import SessionEvents, build_broker
 from adapters.db import make_engine
 from adapters.facesign import FaceSignClient
+from adapters.flow_file import load_flow
 from config import Settings
-from domain.flow import build_recovery_flow, validate_flow
+from receiver.dashboard import audit_routes
+from receiver.fastpath import FastPathStarlette
+from receiver.gauges import register as register_gauges
 from receiver.health import healthz, metrics_endpoint, readyz_endpoint
+from receiver.page import page_routes
 from receiver.recoveries import Recoveries
+from receiver.reset import reset_routes
 from receiver.services import Services
 from receiver.webhooks import webhook_endpoint
 
@@ -23,30 +28,35 @@ log = logging.getLogger(__name__)
 
 
 def build_services(settings: Settings, broker: dramatiq.Broker | None = None) -> Services:
-    flow = build_recovery_flow()
-    validate_flow(flow)
+    flow = load_flow(settings.flow_file)
     return Services(
         settings=settings,
         engine=make_engine(settings.database_url),
         facesign=FaceSignClient(
             settings.facesign_api_url, settings.facesign_api_key or "sandbox", timeout=settings.facesign_timeout
         ),
-        events=SessionEvents(broker or build_broker(settings.redis_url)),
+        events=SessionEvents(broker or build_broker(settings.redis_url), redis_url=settings.redis_url),
         flow=flow,
     )
 
 
 def create_app(services: Services) -> Starlette:
     recoveries = Recoveries(services)
+    webhooks = webhook_endpoint(services)
     routes = [
-        Route("/webhooks/facesign", webhook_endpoint(services), methods=["POST"]),
+        Route("/webhooks/facesign", webhooks, methods=["POST"]),
         Route("/recoveries", recoveries.create, methods=["POST"]),
         Route("/recoveries/{attempt_id}", recoveries.status, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz_endpoint(services), methods=["GET"]),
         Route("/metrics", metrics_endpoint(services), methods=["GET"]),
+        *audit_routes(services),
+        *page_routes(services),
+        *reset_routes(services),
     ]
-    app = Starlette(routes=routes)
+    register_gauges(services.metrics.registry, getattr(services.events, "broker", None))
+    app = FastPathStarlette(routes=routes)
+    app.fast_path("POST", "/webhooks/facesign", webhooks)  # the one route hit at volume: see receiver/fastpath.py
     app.state.services = services
     return app
 

@@ -103,15 +103,17 @@ def test_unusable_retry_after_falls_back_to_own_backoff(retry_after: str) -> Non
 def test_retry_after_is_capped_by_the_policy() -> None:
     responses.add(responses.POST, SESSIONS, status=429, headers={"Retry-After": "3600"})
     responses.add(responses.POST, SESSIONS, json=ANSWER)
-    policy = RetryPolicy(attempts=3, total_seconds=5.0, backoff_max=0.01, backoff_multiplier=0.001,
-                         retry_after_cap=0.2)
+    policy = RetryPolicy(attempts=3, total_seconds=5.0, backoff_max=0.01, backoff_multiplier=0.001, retry_after_cap=0.2)
     started = time.monotonic()
     assert create(make_client(policy)) == ANSWER
     assert 0.15 <= time.monotonic() - started < 1.5
 
 
-@pytest.mark.parametrize("error", [requests.ConnectionError("refused"), requests.ConnectTimeout("slow"),
-                                   requests.ReadTimeout("slow")], ids=["connection", "connect timeout", "read timeout"])
+@pytest.mark.parametrize(
+    "error",
+    [requests.ConnectionError("refused"), requests.ConnectTimeout("slow"), requests.ReadTimeout("slow")],
+    ids=["connection", "connect timeout", "read timeout"],
+)
 @responses.activate
 def test_connection_trouble_is_retried(error: Exception) -> None:
     responses.add(responses.POST, SESSIONS, body=error)
@@ -120,13 +122,16 @@ def test_connection_trouble_is_retried(error: Exception) -> None:
     assert len(responses.calls) == 2
 
 
-@pytest.mark.parametrize(("status", "kind"), [
-    (404, FaceSignNotFound),
-    (400, FaceSignRejected),
-    (401, FaceSignRejected),
-    (403, FaceSignRejected),
-    (422, FaceSignRejected),
-])
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (404, FaceSignNotFound),
+        (400, FaceSignRejected),
+        (401, FaceSignRejected),
+        (403, FaceSignRejected),
+        (422, FaceSignRejected),
+    ],
+)
 @responses.activate
 def test_client_errors_are_not_retried(status: int, kind: type[FaceSignRejected]) -> None:
     responses.add(responses.POST, SESSIONS, status=status, json={"error": "nope"})
@@ -178,8 +183,9 @@ def test_total_time_bound_stops_a_long_run_of_retries() -> None:
 @responses.activate
 def test_total_time_bound_is_not_overrun_by_a_long_retry_after() -> None:
     responses.add(responses.POST, SESSIONS, status=503, headers={"Retry-After": "0.6"})
-    policy = RetryPolicy(attempts=5, total_seconds=0.05, backoff_max=0.01, backoff_multiplier=0.001,
-                         retry_after_cap=10.0)
+    policy = RetryPolicy(
+        attempts=5, total_seconds=0.05, backoff_max=0.01, backoff_multiplier=0.001, retry_after_cap=10.0
+    )
     started = time.monotonic()
     with pytest.raises(FaceSignTransient):
         create(make_client(policy))
@@ -188,13 +194,17 @@ def test_total_time_bound_is_not_overrun_by_a_long_retry_after() -> None:
     assert elapsed < 0.5
 
 
-@pytest.mark.parametrize(("body", "content_type"), [
-    ("<html>Bad gateway</html>", "text/html"),
-    ("", "application/json"),
-    ("{truncated", "application/json"),
-    ("[1, 2, 3]", "application/json"),
-    ('"just a string"', "application/json"),
-], ids=["html", "empty", "truncated", "array", "string"])
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("<html>Bad gateway</html>", "text/html"),
+        ("", "application/json"),
+        ("{truncated", "application/json"),
+        ("[1, 2, 3]", "application/json"),
+        ('"just a string"', "application/json"),
+    ],
+    ids=["html", "empty", "truncated", "array", "string"],
+)
 @responses.activate
 def test_answer_that_is_not_a_json_object_is_transient(body: str, content_type: str) -> None:
     responses.add(responses.POST, SESSIONS, body=body, status=200, content_type=content_type)

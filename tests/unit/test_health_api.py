@@ -43,9 +43,13 @@ class UnusedFaceSign:
 def make_services(tmp_path: Path, events: FakeEvents | None = None) -> Services:
     engine = make_engine(f"sqlite:///{tmp_path}/t.db")
     upgrade(engine)
-    return Services(settings=Settings(webhook_secrets=("s1", "s2"), webhook_max_bytes=1024), engine=engine,
-                    facesign=UnusedFaceSign(), events=events or FakeEvents(),  # type: ignore[arg-type]
-                    flow=build_recovery_flow())
+    return Services(
+        settings=Settings(webhook_secrets=("s1", "s2"), webhook_max_bytes=1024),
+        engine=engine,
+        facesign=UnusedFaceSign(),
+        events=events or FakeEvents(),  # type: ignore[arg-type]
+        flow=build_recovery_flow(),
+    )
 
 
 def client_for(services: Services) -> TestClient:
@@ -102,9 +106,13 @@ def test_readyz_recovers_once_the_broker_answers_again(tmp_path: Path) -> None:
 
 
 def test_app_built_while_the_database_is_down_still_reports_it(tmp_path: Path) -> None:
-    services = Services(settings=Settings(webhook_secrets=("s1",)), engine=make_engine(f"sqlite:///{tmp_path}"),
-                        facesign=UnusedFaceSign(), events=FakeEvents(),  # type: ignore[arg-type]
-                        flow=build_recovery_flow())
+    services = Services(
+        settings=Settings(webhook_secrets=("s1",)),
+        engine=make_engine(f"sqlite:///{tmp_path}"),
+        facesign=UnusedFaceSign(),
+        events=FakeEvents(),  # type: ignore[arg-type]
+        flow=build_recovery_flow(),
+    )
     client = client_for(services)
     assert client.get("/healthz").status_code == 200
     response = client.get("/readyz")
@@ -118,12 +126,20 @@ def test_app_built_while_the_database_is_down_still_reports_it(tmp_path: Path) -
 def add_decision(services: Services, n: int, outcome: str, reason: str) -> None:
     now = datetime.now(UTC)
     with transaction(services.sessions) as session:
-        create_attempt(session, f"attempt-{n:04d}-0123456789abcdef", f"sess_{n}", services.flow,
-                       f"https://x/s/sess_{n}", now, 1800)
-        audit_log.append(session, Decision(outcome, reason, session_status="complete"),
-                         attempt_id=f"attempt-{n:04d}-0123456789abcdef", session_id=f"sess_{n}",
-                         client_reference_id=f"attempt-{n:04d}-0123456789abcdef", decided_at=now,
-                         event_id=f"evt_{n}", message_id=f"msg_{n}", digest_key=b"k" * 32)
+        create_attempt(
+            session, f"attempt-{n:04d}-0123456789abcdef", f"sess_{n}", services.flow, f"https://x/s/sess_{n}", now, 1800
+        )
+        audit_log.append(
+            session,
+            Decision(outcome, reason, session_status="complete"),
+            attempt_id=f"attempt-{n:04d}-0123456789abcdef",
+            session_id=f"sess_{n}",
+            client_reference_id=f"attempt-{n:04d}-0123456789abcdef",
+            decided_at=now,
+            event_id=f"evt_{n}",
+            message_id=f"msg_{n}",
+            digest_key=b"k" * 32,
+        )
 
 
 def decision_counts(text: str) -> dict[tuple[str, str], float]:
@@ -138,8 +154,14 @@ def decision_counts(text: str) -> dict[tuple[str, str], float]:
 def test_metrics_count_decisions_from_the_audit_log(tmp_path: Path) -> None:
     services = make_services(tmp_path)
     client = client_for(services)
-    rows = [("approved", "verified"), ("denied", "deepfake_detected"), ("denied", "deepfake_detected"),
-            ("denied", "no_face"), ("approved", "verified"), ("approved", "verified")]
+    rows = [
+        ("approved", "verified"),
+        ("denied", "deepfake_detected"),
+        ("denied", "deepfake_detected"),
+        ("denied", "no_face"),
+        ("approved", "verified"),
+        ("approved", "verified"),
+    ]
     for n, (outcome, reason) in enumerate(rows):
         add_decision(services, n, outcome, reason)
 

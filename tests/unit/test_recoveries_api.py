@@ -35,8 +35,10 @@ class FakeFaceSign:
             raise self.error
         self.calls.append((client_reference_id, dict(metadata), flow))
         session_id = f"sess_{len(self.calls)}"
-        return {"session": {"id": session_id, "status": "created"},
-                "clientSecret": {"url": f"https://x/s/{session_id}", "secret": "cs_test"}}
+        return {
+            "session": {"id": session_id, "status": "created"},
+            "clientSecret": {"url": f"https://x/s/{session_id}", "secret": "cs_test"},
+        }
 
 
 class FakeEvents:
@@ -49,14 +51,20 @@ class FakeEvents:
         return None
 
 
-def make_app(tmp_path: Path, facesign: FakeFaceSign | None = None, per_minute: int = 100,
-             **client_options: Any) -> tuple[TestClient, FakeFaceSign, Services]:
+def make_app(
+    tmp_path: Path, facesign: FakeFaceSign | None = None, per_minute: int = 100, **client_options: Any
+) -> tuple[TestClient, FakeFaceSign, Services]:
     engine = make_engine(f"sqlite:///{tmp_path}/t.db")
     upgrade(engine)
     settings = Settings(webhook_secrets=("s1", "s2"), webhook_max_bytes=1024, recoveries_per_minute=per_minute)
     facesign = FakeFaceSign() if facesign is None else facesign
-    services = Services(settings=settings, engine=engine, facesign=facesign,  # type: ignore[arg-type]
-                        events=FakeEvents(), flow=build_recovery_flow())  # type: ignore[arg-type]
+    services = Services(
+        settings=settings,
+        engine=engine,
+        facesign=facesign,  # type: ignore[arg-type]
+        events=FakeEvents(),
+        flow=build_recovery_flow(),
+    )  # type: ignore[arg-type]
     return TestClient(create_app(services), raise_server_exceptions=False, **client_options), facesign, services
 
 
@@ -69,13 +77,17 @@ def parse_time(value: str) -> datetime:
 # POST /recoveries
 
 
-@pytest.mark.parametrize("request_options", [
-    {},
-    {"content": b""},
-    {"content": b"  \n"},
-    {"json": {"type": "forgot_password"}},
-    {"json": {}},
-], ids=["no body", "empty body", "blank body", "forgot_password", "empty object"])
+@pytest.mark.parametrize(
+    "request_options",
+    [
+        {},
+        {"content": b""},
+        {"content": b"  \n"},
+        {"json": {"type": "forgot_password"}},
+        {"json": {}},
+    ],
+    ids=["no body", "empty body", "blank body", "forgot_password", "empty object"],
+)
 def test_start_a_recovery(tmp_path: Path, request_options: dict[str, Any]) -> None:
     client, facesign, services = make_app(tmp_path)
     before = datetime.now(UTC)
@@ -115,20 +127,35 @@ def test_ids_are_random_and_never_repeat(tmp_path: Path) -> None:
     assert len(facesign.calls) == 20
 
 
-@pytest.mark.parametrize("body", [
-    b"{not json",
-    b"\xff\xfe",
-    b"[]",
-    b'"forgot_password"',
-    b"42",
-    b"null",
-    b'{"type": "unknown"}',
-    b'{"type": "FORGOT_PASSWORD"}',
-    b'{"type": 5}',
-    b'{"type": null}',
-    b'{"type": ["forgot_password"]}',
-], ids=["bad json", "bad utf-8", "array", "string", "number", "null", "unknown type", "wrong case", "numeric type",
-        "null type", "list type"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"\xff\xfe",
+        b"[]",
+        b'"forgot_password"',
+        b"42",
+        b"null",
+        b'{"type": "unknown"}',
+        b'{"type": "FORGOT_PASSWORD"}',
+        b'{"type": 5}',
+        b'{"type": null}',
+        b'{"type": ["forgot_password"]}',
+    ],
+    ids=[
+        "bad json",
+        "bad utf-8",
+        "array",
+        "string",
+        "number",
+        "null",
+        "unknown type",
+        "wrong case",
+        "numeric type",
+        "null type",
+        "list type",
+    ],
+)
 def test_bad_request_is_400_and_creates_no_session(tmp_path: Path, body: bytes) -> None:
     client, facesign, services = make_app(tmp_path)
     response = client.post("/recoveries", content=body, headers={"Content-Type": "application/json"})
@@ -146,12 +173,16 @@ def test_oversized_body_is_400(tmp_path: Path) -> None:
     assert facesign.calls == []
 
 
-@pytest.mark.parametrize("error", [
-    FaceSignTransient("HTTP 503 on POST /sessions"),
-    FaceSignTransient("HTTP 429 on POST /sessions", retry_after=3),
-    FaceSignRejected("HTTP 400 on POST /sessions", 400),
-    FaceSignNotFound("HTTP 404 on POST /sessions", 404),
-], ids=["transient", "rate-limited", "rejected", "not found"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        FaceSignTransient("HTTP 503 on POST /sessions"),
+        FaceSignTransient("HTTP 429 on POST /sessions", retry_after=3),
+        FaceSignRejected("HTTP 400 on POST /sessions", 400),
+        FaceSignNotFound("HTTP 404 on POST /sessions", 404),
+    ],
+    ids=["transient", "rate-limited", "rejected", "not found"],
+)
 def test_vendor_failure_is_503_and_stores_nothing(tmp_path: Path, error: FaceSignError) -> None:
     client, _, services = make_app(tmp_path, facesign=FakeFaceSign(error=error))
     response = client.post("/recoveries", json={"type": "forgot_password"})
@@ -205,8 +236,15 @@ def test_pending_attempt_past_its_ttl_reads_expired(tmp_path: Path) -> None:
     client, _, services = make_app(tmp_path)
     long_ago = datetime.now(UTC) - timedelta(hours=2)
     with transaction(services.sessions) as session:
-        create_attempt(session, "old-attempt-0123456789abcdef", "sess_old", services.flow, "https://x/s/sess_old",
-                       long_ago, services.settings.attempt_ttl)
+        create_attempt(
+            session,
+            "old-attempt-0123456789abcdef",
+            "sess_old",
+            services.flow,
+            "https://x/s/sess_old",
+            long_ago,
+            services.settings.attempt_ttl,
+        )
     response = client.get("/recoveries/old-attempt-0123456789abcdef")
     assert response.status_code == 200
     assert response.json() == {"id": "old-attempt-0123456789abcdef", "status": "expired"}

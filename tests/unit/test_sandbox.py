@@ -22,8 +22,13 @@ from sandbox.state import SandboxState
 
 AUTH = {"Authorization": "Bearer test-key"}
 SECRET = "whsec_test"
-ALICE = {"name": "Alice Example", "email": "alice@example.com", "phone": "+15550100", "company": "Acme",
-         "jobTitle": "Engineer"}
+ALICE = {
+    "name": "Alice Example",
+    "email": "alice@example.com",
+    "phone": "+15550100",
+    "company": "Acme",
+    "jobTitle": "Engineer",
+}
 
 
 @contextmanager
@@ -37,8 +42,12 @@ def sandbox(webhook_url: str | None = None, **options: Any) -> Iterator[tuple[Sa
 
 
 def create(client: TestClient, flow: list[dict[str, Any]] | None = None) -> str:
-    body = {"clientReferenceId": "recovery-1", "metadata": {"recoveryType": "forgot_password"},
-            "flow": flow or build_recovery_flow(), "videoAIAnalysisEnabled": True}
+    body = {
+        "clientReferenceId": "recovery-1",
+        "metadata": {"recoveryType": "forgot_password"},
+        "flow": flow or build_recovery_flow(),
+        "videoAIAnalysisEnabled": True,
+    }
     response = client.post("/sessions", json=body, headers=AUTH)
     assert response.status_code == 200, response.text
     return str(response.json()["session"]["id"])
@@ -121,13 +130,29 @@ def test_create_rejects_a_body_without_a_flow_list(body: bytes) -> None:
 # --- reports -------------------------------------------------------------------------------------
 
 CASES = [
-    ("alice@example.com", "live", True,
-     {"recognition": "recognized", "liveness_known": "livenessDetected", "confirm_identity": "identity_confirmed"}),
-    ("ALICE@example.com ", "live", False,
-     {"recognition": "recognized", "liveness_known": "livenessDetected", "confirm_identity": "identity_not_confirmed"}),
+    (
+        "alice@example.com",
+        "live",
+        True,
+        {"recognition": "recognized", "liveness_known": "livenessDetected", "confirm_identity": "identity_confirmed"},
+    ),
+    (
+        "ALICE@example.com ",
+        "live",
+        False,
+        {
+            "recognition": "recognized",
+            "liveness_known": "livenessDetected",
+            "confirm_identity": "identity_not_confirmed",
+        },
+    ),
     ("alice@example.com", "deepfake", True, {"recognition": "recognized", "liveness_known": "deepfakeDetected"}),
-    ("unknown", "live", True,
-     {"recognition": "newUser", "liveness_new": "livenessDetected", "not_found": "acknowledged"}),
+    (
+        "unknown",
+        "live",
+        True,
+        {"recognition": "newUser", "liveness_new": "livenessDetected", "not_found": "acknowledged"},
+    ),
     ("none", "none", True, {"recognition": "noFace", "liveness_new": "noFace"}),
 ]
 
@@ -155,12 +180,20 @@ def test_report_walks_the_sessions_own_flow_by_node_type() -> None:
     flow = [
         {"id": "s", "type": "start", "outcome": "rec"},
         {"id": "rec", "type": "recognition", "outcomes": {"recognized": "lk", "newUser": "e", "noFace": "e"}},
-        {"id": "lk", "type": "liveness_detection",
-         "outcomes": {"livenessDetected": "ask", "deepfakeDetected": "ask", "noFace": "ask"}},
-        {"id": "ask", "type": "conversation", "prompt": "Say: email?", "outcomes": [
-            {"id": "yes", "targetNodeId": "e", "condition": "gave it"},
-            {"id": "no", "targetNodeId": "e", "condition": "did not"},
-        ]},
+        {
+            "id": "lk",
+            "type": "liveness_detection",
+            "outcomes": {"livenessDetected": "ask", "deepfakeDetected": "ask", "noFace": "ask"},
+        },
+        {
+            "id": "ask",
+            "type": "conversation",
+            "prompt": "Say: email?",
+            "outcomes": [
+                {"id": "yes", "targetNodeId": "e", "condition": "gave it"},
+                {"id": "no", "targetNodeId": "e", "condition": "did not"},
+            ],
+        },
         {"id": "e", "type": "end"},
     ]
     with sandbox() as (_, client):
@@ -181,14 +214,17 @@ def test_incomplete_session_has_no_report_and_cannot_finish_twice() -> None:
         assert again.status_code == 409
 
 
-@pytest.mark.parametrize("body", [
-    {"identity": "bob@example.com"},
-    {"identity": "unknown", "liveness": "maybe"},
-    {"identity": "unknown", "confirmEmail": "yes"},
-    {"identity": "unknown", "status": "done"},
-    {"identity": "unknown", "confirm_email": False},
-    {},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"identity": "bob@example.com"},
+        {"identity": "unknown", "liveness": "maybe"},
+        {"identity": "unknown", "confirmEmail": "yes"},
+        {"identity": "unknown", "status": "done"},
+        {"identity": "unknown", "confirm_email": False},
+        {},
+    ],
+)
 def test_completion_rejects_bad_choices(body: dict[str, Any]) -> None:
     with sandbox() as (_, client):
         session_id = create(client)
@@ -200,8 +236,13 @@ def test_enrollments() -> None:
     with sandbox() as (_, client):
         created = client.post("/sandbox/enrollments", json={"email": "bob@example.com", "name": "Bob"})
         assert created.status_code == 201
-        assert created.json() == {"name": "Bob", "email": "bob@example.com", "phone": None, "company": None,
-                                  "jobTitle": None}
+        assert created.json() == {
+            "name": "Bob",
+            "email": "bob@example.com",
+            "phone": None,
+            "company": None,
+            "jobTitle": None,
+        }
         assert [p["email"] for p in client.get("/sandbox/enrollments").json()] == [ALICE["email"], "bob@example.com"]
         assert client.post("/sandbox/enrollments", json={"email": "nope", "name": "X"}).status_code == 400
 
@@ -221,8 +262,13 @@ def test_fault_knobs() -> None:
         started = time.monotonic()
         assert client.get("/sessions/sess_x", headers=AUTH).status_code == 404
         assert time.monotonic() - started >= 0.05
-        assert client.get("/sandbox/faults").json() == {"latencyMs": 50, "errorRate": 0, "rate429": 0,
-                                                        "dropRate": 0.0, "duplicateRate": 0.0}
+        assert client.get("/sandbox/faults").json() == {
+            "latencyMs": 50,
+            "errorRate": 0,
+            "rate429": 0,
+            "dropRate": 0.0,
+            "duplicateRate": 0.0,
+        }
         assert client.post("/sandbox/faults", json={"errorRate": 2}).status_code == 400
         assert client.post("/sandbox/faults", json={"errorrate": 0.5}).status_code == 400
 
@@ -244,8 +290,17 @@ def test_hosted_page_lists_identities_and_finishes() -> None:
         page = client.get(f"/s/{session_id}")
         assert page.status_code == 200
         assert "x-frame-options" not in page.headers
-        for text in ("Alice Example", "alice@example.com", "&lt;Eve&gt;", 'id="identity"', 'id="liveness"',
-                     'id="confirm_email"', 'id="finish"', 'id="cancel"', f'action="/s/{session_id}/finish"'):
+        for text in (
+            "Alice Example",
+            "alice@example.com",
+            "&lt;Eve&gt;",
+            'id="identity"',
+            'id="liveness"',
+            'id="confirm_email"',
+            'id="finish"',
+            'id="cancel"',
+            f'action="/s/{session_id}/finish"',
+        ):
             assert text in page.text
         assert "<Eve>" not in page.text
         assert state.envelope(session_id)["session"]["status"] == "inProgress"
@@ -312,8 +367,7 @@ def test_server_in_a_thread_picks_a_free_port() -> None:
     with receiver() as (url, received), SandboxServer("127.0.0.1", 0, url, SECRET) as server:
         assert server.port != 0
         assert server.state.public_url == server.url == f"http://127.0.0.1:{server.port}"
-        created = requests.post(f"{server.url}/sessions", json={"flow": build_recovery_flow()}, headers=AUTH,
-                                timeout=5)
+        created = requests.post(f"{server.url}/sessions", json={"flow": build_recovery_flow()}, headers=AUTH, timeout=5)
         assert created.json()["clientSecret"]["url"].startswith(server.url + "/s/")
         assert requests.get(created.json()["clientSecret"]["url"], timeout=5).status_code == 200
         wait_for(lambda: len(received) == 1)

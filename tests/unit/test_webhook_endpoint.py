@@ -59,8 +59,13 @@ def make_app(tmp_path: Path, events: Any = None, **overrides: Any) -> tuple[Test
     upgrade(engine)
     settings = Settings(**{"webhook_secrets": SECRETS, "webhook_max_bytes": MAX_BYTES, **overrides})
     events = FakeEvents() if events is None else events
-    services = Services(settings=settings, engine=engine, facesign=UnusedFaceSign(),  # type: ignore[arg-type]
-                        events=events, flow=build_recovery_flow())
+    services = Services(
+        settings=settings,
+        engine=engine,
+        facesign=UnusedFaceSign(),  # type: ignore[arg-type]
+        events=events,
+        flow=build_recovery_flow(),
+    )
     return TestClient(create_app(services), raise_server_exceptions=False), events
 
 
@@ -103,12 +108,11 @@ def test_body_at_the_limit_is_accepted(tmp_path: Path) -> None:
 
 def chunks(body: bytes, size: int = 100) -> Iterator[bytes]:
     for start in range(0, len(body), size):
-        yield body[start:start + size]
+        yield body[start : start + size]
 
 
 @pytest.mark.parametrize(("size", "status"), [(MAX_BYTES + 1, 413), (MAX_BYTES * 10, 413), (MAX_BYTES, 200)])
-def test_streamed_body_without_content_length_is_measured_as_it_arrives(tmp_path: Path, size: int,
-                                                                        status: int) -> None:
+def test_streamed_body_without_content_length_is_measured_as_it_arrives(tmp_path: Path, size: int, status: int) -> None:
     client, events = make_app(tmp_path)
     body = padded(size)
     headers = signed(body)
@@ -250,8 +254,17 @@ def test_deeply_nested_signed_json_is_400_not_a_crash(tmp_path: Path) -> None:
 # 4. Other types -> 200 {"received": true}, nothing enqueued
 
 
-@pytest.mark.parametrize("type_", ["media.user_photo", "media.document_photo", "analysis.video", "session.created",
-                                   "Session.Status", "session.status "])
+@pytest.mark.parametrize(
+    "type_",
+    [
+        "media.user_photo",
+        "media.document_photo",
+        "analysis.video",
+        "session.created",
+        "Session.Status",
+        "session.status ",
+    ],
+)
 def test_other_event_types_are_acknowledged_and_ignored(tmp_path: Path, type_: str) -> None:
     client, events = make_app(tmp_path)
     body = event(type_=type_)
@@ -272,15 +285,19 @@ def test_other_types_need_no_session_id(tmp_path: Path) -> None:
 # 5. session.status without a non-empty string sessionId -> 400
 
 
-@pytest.mark.parametrize("body", [
-    b'{"id": "evt_1", "type": "session.status"}',
-    b'{"id": "evt_1", "type": "session.status", "sessionId": ""}',
-    b'{"id": "evt_1", "type": "session.status", "sessionId": null}',
-    b'{"id": "evt_1", "type": "session.status", "sessionId": 12345}',
-    b'{"id": "evt_1", "type": "session.status", "sessionId": ["sess_1"]}',
-    b'{"id": "evt_1", "type": "session.status", "sessionId": {"id": "sess_1"}}',
-    b'{"id": "evt_1", "type": "session.status", "sessionId": true}',
-], ids=["missing", "empty", "null", "number", "list", "object", "bool"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "evt_1", "type": "session.status"}',
+        b'{"id": "evt_1", "type": "session.status", "sessionId": ""}',
+        b'{"id": "evt_1", "type": "session.status", "sessionId": null}',
+        b'{"id": "evt_1", "type": "session.status", "sessionId": 12345}',
+        b'{"id": "evt_1", "type": "session.status", "sessionId": ["sess_1"]}',
+        b'{"id": "evt_1", "type": "session.status", "sessionId": {"id": "sess_1"}}',
+        b'{"id": "evt_1", "type": "session.status", "sessionId": true}',
+    ],
+    ids=["missing", "empty", "null", "number", "list", "object", "bool"],
+)
 def test_session_status_without_a_session_id_is_400(tmp_path: Path, body: bytes) -> None:
     client, events = make_app(tmp_path)
     response = post(client, body, signed(body))
@@ -404,8 +421,9 @@ json_values = st.recursive(
     max_leaves=12,
 )
 json_ish = json_values.map(lambda value: json.dumps(value).encode())
-bodies = st.binary(max_size=MAX_BYTES + 200) | json_ish | st.builds(
-    lambda sid: event(session_id=sid), st.text(max_size=40))
+bodies = (
+    st.binary(max_size=MAX_BYTES + 200) | json_ish | st.builds(lambda sid: event(session_id=sid), st.text(max_size=40))
+)
 header_bytes = st.binary(max_size=200).filter(lambda b: not set(b) & {0, 10, 13})
 structured_headers = st.builds(
     lambda t, vs: f"t={t}," + ",".join(f"v1={v}" for v in vs),
@@ -439,8 +457,9 @@ signed_objects = st.fixed_dictionaries(
         "sessionId": st.text(max_size=30) | json_values,
         "createdAt": st.integers() | json_values,
     },
-).flatmap(lambda base: st.dictionaries(st.text(max_size=10), json_values, max_size=3).map(
-    lambda extra: {**extra, **base}))
+).flatmap(
+    lambda base: st.dictionaries(st.text(max_size=10), json_values, max_size=3).map(lambda extra: {**extra, **base})
+)
 
 
 def test_correctly_signed_random_objects_get_200_or_400_only(tmp_path: Path) -> None:
