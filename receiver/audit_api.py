@@ -51,6 +51,8 @@ def parse_filters(params: Mapping[str, str]) -> Filters:
     for name in ("sessionId", "attemptId"):
         if len(params.get(name, "")) > MAX_TEXT:
             raise BadFilter(f"{name}: longer than {MAX_TEXT} characters")
+        if not params.get(name, "").isprintable():  # a NUL byte would reach PostgreSQL as an error
+            raise BadFilter(f"{name}: must be printable text")
     since = parse_time("since", params["since"]) if params.get("since") else None
     until = parse_time("until", params["until"]) if params.get("until") else None
     if since and until and since >= until:

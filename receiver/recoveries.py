@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from datetime import UTC, datetime
 
@@ -24,6 +25,7 @@ from receiver.services import Services
 log = logging.getLogger(__name__)
 
 KINDS = ("forgot_password",)
+ATTEMPT_ID = re.compile(r"[A-Za-z0-9_-]+")
 MAX_BODY = 4096
 
 
@@ -108,7 +110,8 @@ class Recoveries:
         return JSONResponse({"id": attempt_id, "status": status}, headers={"Cache-Control": "no-store"})
 
     def _status(self, attempt_id: str) -> str | None:
-        if len(attempt_id) > 64:
+        # Our ids are URL-safe base64; anything else (a NUL byte breaks PostgreSQL) is simply unknown.
+        if len(attempt_id) > 64 or not ATTEMPT_ID.fullmatch(attempt_id):
             return None
         with self.services.sessions() as session:
             attempt = get_attempt(session, attempt_id)

@@ -44,6 +44,39 @@ def postgres_url() -> Iterator[str]:
         admin.dispose()
 
 
+_app_databases: list[str] = []
+
+
+def app_database_url(tmp_path: os.PathLike[str], name: str = "app") -> str:
+    """Where tests that are not about the database keep their data: a SQLite file, or, with
+    TEST_DATABASE=postgresql (as CI sets), a fresh PostgreSQL database dropped at the end of the run."""
+    if os.environ.get("TEST_DATABASE", "sqlite") != "postgresql":
+        return f"sqlite:///{tmp_path}/{name}.db"
+    database = f"fsr_app_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{database}"'))
+    except OperationalError as exc:
+        unavailable("PostgreSQL", exc)
+    finally:
+        admin.dispose()
+    _app_databases.append(database)
+    return make_url(POSTGRES_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_app_databases() -> Iterator[None]:
+    yield
+    if not _app_databases:
+        return
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        for database in _app_databases:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str:
     if request.param == "sqlite":

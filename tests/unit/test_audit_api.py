@@ -23,6 +23,7 @@ from config import Settings
 from domain.flow import build_recovery_flow
 from receiver.app import create_app
 from receiver.services import Services
+from tests.conftest import app_database_url
 from tests.integration.test_audit_rows import fill
 
 
@@ -56,7 +57,7 @@ def audit_app(database_url: str, rows: int = 0) -> tuple[TestClient, Services, s
 
 @pytest.fixture
 def app(tmp_path: Path) -> tuple[TestClient, Services, str]:
-    return audit_app(f"sqlite:///{tmp_path}/audit.db", rows=30)
+    return audit_app(app_database_url(tmp_path), rows=30)
 
 
 def auth(token: str) -> dict[str, str]:
@@ -127,6 +128,8 @@ def test_only_the_token_hash_is_stored(app: tuple[TestClient, Services, str]) ->
         ("cursor=!!!", "cursor"),
         ("cursor=eyJ4IjoxfQ", "cursor"),
         ("sessionId=" + "x" * 200, "sessionId"),
+        ("sessionId=sess%00", "sessionId"),
+        ("attemptId=%00", "attemptId"),
         ("colour=blue", "unknown parameter 'colour'"),
     ],
 )
@@ -227,5 +230,5 @@ def test_a_failed_auth_or_bad_filter_reads_nothing_and_records_nothing(app: tupl
 
 
 def test_an_empty_log_answers_an_empty_page(tmp_path: Path) -> None:
-    client, _, token = audit_app(f"sqlite:///{tmp_path}/empty.db")
+    client, _, token = audit_app(app_database_url(tmp_path))
     assert client.get("/audit/decisions", headers=auth(token)).json() == {"items": [], "next": None}

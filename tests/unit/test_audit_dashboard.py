@@ -14,6 +14,8 @@ from starlette.testclient import TestClient
 from adapters.models import AuditAccess
 from receiver.audit_chart import render_chart
 from receiver.services import Services
+from tests.conftest import app_database_url
+from tests.integration.test_audit_tamper import tamper
 from tests.unit.test_audit_api import audit_app, auth
 
 RANGE = "since=2026-11-01&until=2026-11-03"  # 30 hourly rows from 2026-11-01T00:00Z: 24 on the 1st, 6 on the 2nd
@@ -21,7 +23,7 @@ RANGE = "since=2026-11-01&until=2026-11-03"  # 30 hourly rows from 2026-11-01T00
 
 @pytest.fixture
 def app(tmp_path: Path) -> tuple[TestClient, Services, str]:
-    return audit_app(f"sqlite:///{tmp_path}/audit.db", rows=30)
+    return audit_app(app_database_url(tmp_path), rows=30)
 
 
 def bars(html: str) -> list[tuple[str, str, int]]:
@@ -100,7 +102,7 @@ def test_bad_filters_get_a_clear_400(app: tuple[TestClient, Services, str], quer
 
 
 def test_the_default_window_is_the_last_two_weeks(tmp_path: Path) -> None:
-    client, _, token = audit_app(f"sqlite:///{tmp_path}/now.db")
+    client, _, token = audit_app(app_database_url(tmp_path))
     html = client.get("/audit/panel", headers=auth(token)).text
     today = datetime.now(UTC).date()
     assert f"{(today - timedelta(days=13)).isoformat()} to {today.isoformat()}" in html
@@ -109,8 +111,10 @@ def test_the_default_window_is_the_last_two_weeks(tmp_path: Path) -> None:
 
 def test_a_tampered_log_shows_as_broken(app: tuple[TestClient, Services, str]) -> None:
     client, services, token = app
-    with services.engine.begin() as connection:
-        connection.execute(text("UPDATE decisions SET reason = 'verified', outcome = 'approved' WHERE id = 7"))
+    tamper(
+        services.engine,
+        lambda c: c.execute(text("UPDATE decisions SET reason = 'verified', outcome = 'approved' WHERE id = 7")),
+    )
     html = client.get(f"/audit/panel?{RANGE}", headers=auth(token)).text
     assert 'class="status broken"' in html and "chain broken at row 7" in html
 

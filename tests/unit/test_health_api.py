@@ -19,6 +19,7 @@ from domain.flow import build_recovery_flow
 from domain.rules import Decision
 from receiver.app import create_app
 from receiver.services import Services
+from tests.conftest import app_database_url
 
 
 class FakeEvents:
@@ -41,7 +42,7 @@ class UnusedFaceSign:
 
 
 def make_services(tmp_path: Path, events: FakeEvents | None = None) -> Services:
-    engine = make_engine(f"sqlite:///{tmp_path}/t.db")
+    engine = make_engine(app_database_url(tmp_path))
     upgrade(engine)
     return Services(
         settings=Settings(webhook_secrets=("s1", "s2"), webhook_max_bytes=1024),

@@ -18,6 +18,7 @@ from domain.flow import build_recovery_flow
 from receiver.app import create_app
 from receiver.page import content_security_policy
 from receiver.services import Services
+from tests.conftest import app_database_url
 
 
 class FakeFaceSign:
@@ -45,7 +46,7 @@ class FakeEvents:
 
 def make_client(tmp_path: Path, **overrides: Any) -> tuple[TestClient, Services]:
     tmp_path.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(f"sqlite:///{tmp_path}/page.db")
+    engine = make_engine(app_database_url(tmp_path))
     upgrade(engine)
     options: dict[str, Any] = {"facesign_api_url": "http://127.0.0.1:8001", "recoveries_per_minute": 100}
     settings = Settings(**{**options, **overrides})

@@ -19,6 +19,7 @@ from config import Settings
 from domain.flow import build_recovery_flow
 from receiver.app import create_app
 from receiver.services import Services
+from tests.conftest import app_database_url
 
 URL_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 
@@ -54,7 +55,7 @@ class FakeEvents:
 def make_app(
     tmp_path: Path, facesign: FakeFaceSign | None = None, per_minute: int = 100, **client_options: Any
 ) -> tuple[TestClient, FakeFaceSign, Services]:
-    engine = make_engine(f"sqlite:///{tmp_path}/t.db")
+    engine = make_engine(app_database_url(tmp_path))
     upgrade(engine)
     settings = Settings(webhook_secrets=("s1", "s2"), webhook_max_bytes=1024, recoveries_per_minute=per_minute)
     facesign = FakeFaceSign() if facesign is None else facesign

@@ -30,7 +30,7 @@ from adapters.smtp import MailDeliveryError, SmtpMailer, parse_smtp_url
 from adapters.users import add_user
 from config import ConfigError, Settings
 from domain.flow import build_recovery_flow
-from tests.conftest import free_port
+from tests.conftest import app_database_url, free_port
 from tests.fakes import make_deps
 from workers.context import Deps
 from workers.mail import send_reset_email
@@ -235,7 +235,7 @@ def test_refused_recipient_error_does_not_quote_the_address(servers: Any, client
 
 
 def queued_mail(tmp_path: Path, mailer: SmtpMailer) -> tuple[Deps, str]:
-    deps, _ = make_deps(f"sqlite:///{tmp_path}/mail.db", str(tmp_path / "mail"))
+    deps, _ = make_deps(app_database_url(tmp_path), str(tmp_path / "mail"))
     deps.mailer = mailer
     now = datetime.now(UTC)
     with transaction(deps.sessions) as session:

@@ -24,6 +24,7 @@ from domain.flow import build_recovery_flow
 from domain.signature import HEADER, LEGACY_HEADER, compute, sign
 from receiver.app import create_app
 from receiver.services import Services
+from tests.conftest import app_database_url
 
 URL = "/webhooks/facesign"
 SECRETS = ("s1", "s2")
@@ -55,7 +56,7 @@ class UnusedFaceSign:
 
 
 def make_app(tmp_path: Path, events: Any = None, **overrides: Any) -> tuple[TestClient, Any]:
-    engine = make_engine(f"sqlite:///{tmp_path}/t.db")
+    engine = make_engine(app_database_url(tmp_path))
     upgrade(engine)
     settings = Settings(**{"webhook_secrets": SECRETS, "webhook_max_bytes": MAX_BYTES, **overrides})
     events = FakeEvents() if events is None else events
