@@ -62,6 +62,19 @@ class FakeFaceSign:
         return self.sessions[session_id]
 
 
+class NoEvents:
+    """The queue handed to endpoints that must never enqueue."""
+
+    in_process = True
+    broker = None
+
+    def enqueue(self, session_id: str, event_id: str | None) -> str:
+        raise AssertionError("this endpoint must not enqueue")
+
+    def ping(self) -> None:
+        return None
+
+
 def make_deps(database_url: str, mail_dir: str, **overrides: Any) -> tuple[Deps, FakeFaceSign]:
     engine = make_engine(database_url)
     upgrade(engine)

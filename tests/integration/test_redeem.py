@@ -24,19 +24,9 @@ from config import Settings
 from domain.flow import build_recovery_flow
 from receiver.app import create_app
 from receiver.services import Services
+from tests.fakes import NoEvents
 
 INVALID = {"error": "invalid_or_expired_token"}
-
-
-class NoEvents:
-    in_process = True
-    broker = None
-
-    def enqueue(self, session_id: str, event_id: str | None) -> str:
-        raise AssertionError("not used")
-
-    def ping(self) -> None:
-        return None
 
 
 def make_services(database_url: str, **overrides: Any) -> Services:

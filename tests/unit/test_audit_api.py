@@ -24,17 +24,8 @@ from domain.flow import build_recovery_flow
 from receiver.app import create_app
 from receiver.services import Services
 from tests.conftest import app_database_url
+from tests.fakes import NoEvents
 from tests.integration.test_audit_rows import fill
-
-
-class NoEvents:
-    in_process = True
-
-    def enqueue(self, session_id: str, event_id: str | None) -> str:
-        raise AssertionError("the audit API must not enqueue")
-
-    def ping(self) -> None:
-        return None
 
 
 def audit_app(database_url: str, rows: int = 0) -> tuple[TestClient, Services, str]:

@@ -19,6 +19,7 @@ from receiver.app import create_app
 from receiver.page import content_security_policy
 from receiver.services import Services
 from tests.conftest import app_database_url
+from tests.fakes import NoEvents
 
 
 class FakeFaceSign:
@@ -33,17 +34,6 @@ class FakeFaceSign:
         }
 
 
-class FakeEvents:
-    in_process = True
-    broker = None
-
-    def enqueue(self, session_id: str, event_id: str | None) -> str:
-        raise AssertionError("not used")
-
-    def ping(self) -> None:
-        return None
-
-
 def make_client(tmp_path: Path, **overrides: Any) -> tuple[TestClient, Services]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     engine = make_engine(app_database_url(tmp_path))
@@ -54,7 +44,7 @@ def make_client(tmp_path: Path, **overrides: Any) -> tuple[TestClient, Services]
         settings=settings,
         engine=engine,
         facesign=FakeFaceSign(),  # type: ignore[arg-type]
-        events=FakeEvents(),  # type: ignore[arg-type]
+        events=NoEvents(),  # type: ignore[arg-type]
         flow=build_recovery_flow(),
     )
     return TestClient(create_app(services)), services

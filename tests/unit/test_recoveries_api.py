@@ -20,6 +20,7 @@ from domain.flow import build_recovery_flow
 from receiver.app import create_app
 from receiver.services import Services
 from tests.conftest import app_database_url
+from tests.fakes import NoEvents
 
 URL_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 
@@ -42,16 +43,6 @@ class FakeFaceSign:
         }
 
 
-class FakeEvents:
-    in_process = True
-
-    def enqueue(self, session_id: str, event_id: str | None) -> str:
-        raise AssertionError("recoveries must not enqueue")
-
-    def ping(self) -> None:
-        return None
-
-
 def make_app(
     tmp_path: Path, facesign: FakeFaceSign | None = None, per_minute: int = 100, **client_options: Any
 ) -> tuple[TestClient, FakeFaceSign, Services]:
@@ -63,7 +54,7 @@ def make_app(
         settings=settings,
         engine=engine,
         facesign=facesign,  # type: ignore[arg-type]
-        events=FakeEvents(),
+        events=NoEvents(),
         flow=build_recovery_flow(),
     )  # type: ignore[arg-type]
     return TestClient(create_app(services), raise_server_exceptions=False, **client_options), facesign, services
