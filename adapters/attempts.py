@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.orm import Session
 
-from adapters.models import RecoveryAttempt
+from adapters.models import OutgoingMail, RecoveryAttempt
+from adapters.outbox import PENDING as MAIL_PENDING
 from domain.rules import Attempt
 
 PENDING = "pending"
@@ -49,14 +50,37 @@ def get_attempt(session: Session, attempt_id: str) -> RecoveryAttempt | None:
     return session.get(RecoveryAttempt, attempt_id)
 
 
-def attempt_for_session(session: Session, session_id: str, lock: bool = False) -> RecoveryAttempt | None:
-    query = select(RecoveryAttempt).where(RecoveryAttempt.session_id == session_id)
-    if lock:
-        query = query.with_for_update()
-    return session.scalar(query)
+# Built once: constructing a statement costs more CPU than its cached compilation.
+_STATUS = (
+    select(RecoveryAttempt.status, OutgoingMail.id)
+    .outerjoin(OutgoingMail, (OutgoingMail.attempt_id == RecoveryAttempt.id) & (OutgoingMail.status == MAIL_PENDING))
+    .where(RecoveryAttempt.session_id == bindparam("session_id"))
+)
+_LOCK = (
+    select(
+        RecoveryAttempt.id,
+        RecoveryAttempt.status,
+        RecoveryAttempt.created_at,
+        RecoveryAttempt.client_reference_id,
+        RecoveryAttempt.flow,
+    )
+    .where(RecoveryAttempt.session_id == bindparam("session_id"))
+    .with_for_update()
+)
 
 
-def to_domain(attempt: RecoveryAttempt) -> Attempt:
+def status_for_session(db: Session | Connection, session_id: str) -> tuple[str, str | None] | None:
+    """The attempt's status and its mail still waiting to be sent, if any, in one statement."""
+    row = db.execute(_STATUS, {"session_id": session_id}).first()
+    return (row[0], row[1]) if row else None
+
+
+def lock_attempt(db: Session | Connection, session_id: str) -> Row[Any] | None:
+    """What deciding needs of the attempt, its row locked until the transaction ends."""
+    return db.execute(_LOCK, {"session_id": session_id}).first()
+
+
+def to_domain(attempt: RecoveryAttempt | Row[Any]) -> Attempt:
     return Attempt(
         id=attempt.id,
         created_at=as_utc(attempt.created_at),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Connection, Select, insert, select, text
 from sqlalchemy.orm import Session
 
 from adapters.models import Decision, ServiceSetting
@@ -17,21 +17,28 @@ from domain.audit_chain import FIELDS, GENESIS, chain_hash, email_digest, format
 # Any constant works; it names the one lock that serialises appends on PostgreSQL.
 CHAIN_LOCK_KEY = 0x46_53_52_41_55_44_49_54  # "FSRAUDIT"
 PSEUDONYM_SETTING = "audit_pseudonym_key"
+COLUMNS = tuple(column.key for column in Decision.__table__.columns)
+
+# Built once: constructing a statement costs more CPU than its cached compilation.
+_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_HEAD_LINK = select(Decision.id, Decision.hash).order_by(Decision.id.desc()).limit(1)
+_INSERT = insert(Decision.__table__)
 
 
-def pseudonym_key(session: Session, configured: str | None) -> bytes:
+def pseudonym_key(db: Session | Connection, configured: str | None) -> bytes:
     if configured:
         return configured.encode("utf-8")
-    stored = session.get(ServiceSetting, PSEUDONYM_SETTING)
+    stored = db.execute(select(ServiceSetting.value).where(ServiceSetting.key == PSEUDONYM_SETTING)).scalar()
     if stored is None:
         raise RuntimeError("the database has no audit pseudonym key: run `facesign-recovery db upgrade`")
-    return stored.value.encode("utf-8")
+    return stored.encode("utf-8")
 
 
-def lock_chain(session: Session) -> None:
+def lock_chain(db: Session | Connection) -> None:
     """Serialise appends. SQLite's BEGIN IMMEDIATE already holds the database's one write lock."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
+    dialect = db.get_bind().dialect if isinstance(db, Session) else db.dialect
+    if dialect.name == "postgresql":
+        db.execute(_LOCK, {"key": CHAIN_LOCK_KEY})
 
 
 def head(session: Session) -> Decision | None:
@@ -39,7 +46,7 @@ def head(session: Session) -> Decision | None:
 
 
 def append(
-    session: Session,
+    session: Session | Connection,
     decision: rules.Decision,
     *,
     attempt_id: str,
@@ -50,9 +57,15 @@ def append(
     message_id: str | None,
     digest_key: bytes,
 ) -> Decision:
-    """Append one row under the chain lock; the caller's transaction commits it with everything else."""
+    """Append one row under the chain lock; the caller's transaction commits it with everything else.
+
+    The chain lock is held from here to the caller's commit, so callers write everything else first.
+    """
+    digest = email_digest(digest_key, decision.recognized_email) if decision.recognized_email else None
+    # The lock is a statement of its own: in READ COMMITTED the head query's snapshot must be
+    # taken after the lock is granted, or it could miss the row appended just before.
     lock_chain(session)
-    last = head(session)
+    last = session.execute(_HEAD_LINK).first()
     row = Decision(
         id=(last.id + 1) if last else 1,
         decided_at=decided_at,
@@ -66,7 +79,7 @@ def append(
         liveness=decision.liveness,
         conversation=decision.conversation,
         matched_user_id=decision.matched_user_id,
-        email_digest=email_digest(digest_key, decision.recognized_email) if decision.recognized_email else None,
+        email_digest=digest,
         rules_version=decision.rules_version,
         event_id=event_id,
         message_id=message_id,
@@ -74,8 +87,9 @@ def append(
         hash="",
     )
     row.hash = chain_hash(row.prev_hash, to_record(row))
-    session.add(row)
-    session.flush()
+    # A plain INSERT of exactly the values hashed above: the unit of work would cost more CPU
+    # than the statement. The returned row is not attached to the session.
+    session.execute(_INSERT, {column: getattr(row, column) for column in COLUMNS})
     return row
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -54,6 +54,19 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def autocommit(engine: Engine) -> Iterator[Connection]:
+    """For one statement that is atomic on its own: on PostgreSQL, no BEGIN and COMMIT round trips."""
+    if is_sqlite(engine):
+        # Nothing to save without a network, and SQLAlchemy's isolation reset on checkin would
+        # undo the driver setting _tune_sqlite relies on: an ordinary (BEGIN IMMEDIATE) transaction.
+        with engine.begin() as connection:
+            yield connection
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        yield connection
 
 
 def ping(engine: Engine) -> None:

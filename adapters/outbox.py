@@ -5,16 +5,34 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from adapters.models import OutgoingMail, ResetToken, User
+from adapters.users import Recipient
 
 PENDING = "pending"
 SENDING = "sending"
 SENT = "sent"
+MAIL_COLUMNS = tuple(column.key for column in OutgoingMail.__table__.columns)
+
+# Built once: constructing a statement costs more CPU than its cached compilation.
+_INSERT_TOKEN = insert(ResetToken.__table__)
+_INSERT_MAIL = insert(OutgoingMail.__table__)
+_CLAIM = (
+    update(OutgoingMail.__table__)
+    .where(OutgoingMail.id == bindparam("mail_id"), OutgoingMail.status == PENDING)
+    .values(status=SENDING, sending_at=bindparam("now"))
+    .returning(OutgoingMail.to_address, OutgoingMail.reset_url)
+)
+_MARK_SENT = (
+    update(OutgoingMail.__table__)
+    .where(OutgoingMail.id == bindparam("mail_id"))
+    .values(status=SENT, sent_at=bindparam("now"), reset_url=None)
+)
 
 
 def token_hash(token: str) -> str:
@@ -22,18 +40,29 @@ def token_hash(token: str) -> str:
 
 
 def issue_reset(
-    session: Session, attempt_id: str, user: User, now: datetime, ttl: int, reset_url: Callable[[str], str]
+    session: Session | Connection,
+    attempt_id: str,
+    user: User | Recipient,
+    now: datetime,
+    ttl: int,
+    reset_url: Callable[[str], str],
 ) -> OutgoingMail:
-    """Store the token's hash and queue the email that carries the token itself."""
+    """Store the token's hash and queue the email that carries the token itself.
+
+    Plain INSERTs rather than the unit of work (the returned mail is not attached to the session):
+    rows of the same transaction, a fraction of the CPU.
+    """
     token = secrets.token_urlsafe(32)  # 256 bits
-    session.add(
-        ResetToken(
-            token_hash=token_hash(token),
-            user_id=user.id,
-            attempt_id=attempt_id,
-            created_at=now,
-            expires_at=now + timedelta(seconds=ttl),
-        )
+    session.execute(
+        _INSERT_TOKEN,
+        {
+            "token_hash": token_hash(token),
+            "user_id": user.id,
+            "attempt_id": attempt_id,
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=ttl),
+            "used_at": None,
+        },
     )
     mail = OutgoingMail(
         id=f"mail_{secrets.token_hex(12)}",
@@ -43,32 +72,34 @@ def issue_reset(
         reset_url=reset_url(token),
         status=PENDING,
         created_at=now,
+        sending_at=None,
+        sent_at=None,
     )
-    session.add(mail)
-    session.flush()
+    session.execute(_INSERT_MAIL, {column: getattr(mail, column) for column in MAIL_COLUMNS})
     return mail
 
 
-def claim(session: Session, mail_id: str, now: datetime) -> OutgoingMail | None:
-    """Move a pending mail to `sending`; only one caller can win, and a claimed mail is never claimed again."""
-    result = session.execute(
-        update(OutgoingMail)
-        .where(OutgoingMail.id == mail_id, OutgoingMail.status == PENDING)
-        .values(status=SENDING, sending_at=now)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    return session.get(OutgoingMail, mail_id, populate_existing=True)
+@dataclass(frozen=True)
+class Claimed:
+    to_address: str
+    reset_url: str | None
 
 
-def mark_sent(session: Session, mail_id: str, now: datetime) -> None:
-    session.execute(
-        update(OutgoingMail).where(OutgoingMail.id == mail_id).values(status=SENT, sent_at=now, reset_url=None)
-    )
+def claim(db: Session | Connection, mail_id: str, now: datetime) -> Claimed | None:
+    """Move a pending mail to `sending`; only one caller can win, and a claimed mail is never claimed again.
+
+    One statement (UPDATE … RETURNING), atomic by itself: it may run outside a transaction.
+    """
+    row = db.execute(_CLAIM, {"mail_id": mail_id, "now": now}).first()
+    return Claimed(row.to_address, row.reset_url) if row else None
 
 
-def release(session: Session, mail_id: str) -> None:
-    session.execute(
+def mark_sent(db: Session | Connection, mail_id: str, now: datetime) -> None:
+    db.execute(_MARK_SENT, {"mail_id": mail_id, "now": now})
+
+
+def release(db: Session | Connection, mail_id: str) -> None:
+    db.execute(
         update(OutgoingMail)
         .where(OutgoingMail.id == mail_id, OutgoingMail.status == SENDING)
         .values(status=PENDING, sending_at=None)
@@ -83,9 +114,3 @@ def release_abandoned(session: Session, claimed_before: datetime) -> int:
         .values(status=PENDING, sending_at=None)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def pending_for_attempt(session: Session, attempt_id: str) -> str | None:
-    return session.scalar(
-        select(OutgoingMail.id).where(OutgoingMail.attempt_id == attempt_id, OutgoingMail.status == PENDING)
-    )

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from secrets import token_hex
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from adapters.models import User
 from domain.rules import normalise_email
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What a reset email needs of a user: fetched with the lookup, so approval reads no second row."""
+
+    id: str
+    email: str
 
 
 class UserError(ValueError):
@@ -52,6 +61,14 @@ def import_users(session: Session, path: Path) -> int:
 
 def find_user_id(session: Session, normal_email: str) -> str | None:
     return session.scalar(select(User.id).where(User.email == normal_email))
+
+
+_RECIPIENT = select(User.id, User.email).where(User.email == bindparam("email"))
+
+
+def find_recipient(db: Session | Connection, normal_email: str) -> Recipient | None:
+    row = db.execute(_RECIPIENT, {"email": normal_email}).first()
+    return Recipient(row.id, row.email) if row else None
 
 
 def all_users(session: Session) -> Iterable[User]:

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters import audit_log
 from adapters.db import make_engine, session_factory
 from adapters.facesign import FaceSignClient
 from adapters.mailer import Mailer, make_mailer
 from config import Settings
 from domain.rules import Policy
+
+# No pool_pre_ping: it is a round trip on every checkout, four per approved decision and its email.
+# A connection the server dropped (restart, failover, an idle timeout on the way) then fails the
+# statement that uses it instead: SQLAlchemy invalidates the whole pool on that disconnect error, the
+# transaction rolls back whole, and Dramatiq's bounded retry runs the message again on a fresh
+# connection. The price is a retried message (backoff: at least a second) per thread that held a dead
+# connection. Nothing is lost or doubled: every step is safe to run again, and a send whose mark-sent
+# failed stays `sending`, as after a crash. pool_recycle retires connections before the idle timeouts
+# of typical proxies and firewalls. The receiver keeps pool_pre_ping: no retry stands behind it.
+WORKER_POOL = {"pool_pre_ping": False, "pool_recycle": 300}
 
 
 @dataclass
@@ -22,12 +33,13 @@ class Deps:
     engine: Engine
     facesign: FaceSignClient
     mailer: Mailer
+    _digest_key: bytes | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine | None = None) -> Deps:
         return cls(
             settings=settings,
-            engine=engine or make_engine(settings.database_url),
+            engine=engine or make_engine(settings.database_url, **WORKER_POOL),
             facesign=FaceSignClient(
                 settings.facesign_api_url, settings.facesign_api_key or "sandbox", timeout=settings.facesign_timeout
             ),
@@ -41,6 +53,12 @@ class Deps:
     @cached_property
     def policy(self) -> Policy:
         return Policy(self.settings.attempt_ttl, self.settings.require_conversation_confirmation)
+
+    def digest_key(self, session: Session | Connection) -> bytes:
+        """The audit pseudonym key, read on first use: it never changes for a database."""
+        if self._digest_key is None:  # racing threads read the same value; either may keep it
+            self._digest_key = audit_log.pseudonym_key(session, self.settings.audit_pseudonym_key)
+        return self._digest_key
 
 
 _current: Deps | None = None

@@ -6,21 +6,28 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import Connection, bindparam, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters import audit_log, outbox
-from adapters.attempts import PENDING, attempt_for_session, to_domain
-from adapters.db import transaction
+from adapters.attempts import PENDING, lock_attempt, status_for_session, to_domain
+from adapters.db import autocommit
 from adapters.facesign import FaceSignNotFound
-from adapters.models import User
-from adapters.users import find_user_id
+from adapters.models import RecoveryAttempt
+from adapters.users import Recipient, find_recipient
 from domain.report import SessionReport, parse_session
-from domain.rules import Decision, decide, expire
+from domain.rules import Attempt, Decision, decide, expire
 from workers.context import Deps
 
 log = logging.getLogger(__name__)
 
 STATUS_BY_REASON = {"attempt_expired": "expired"}
+RecipientsSeen = dict[str, Recipient]  # user id -> address, filled by the rules' user lookup
+_SET_STATUS = (
+    update(RecoveryAttempt.__table__)
+    .where(RecoveryAttempt.id == bindparam("attempt_id"))
+    .values(status=bindparam("status"), decided_at=bindparam("now"))
+)
 
 
 @dataclass(frozen=True)
@@ -37,14 +44,17 @@ def process_session_event(
     deps: Deps, session_id: str, event_id: str | None = None, message_id: str | None = None
 ) -> Result:
     """Fetch the session, decide, and record the decision; safe to run any number of times."""
-    with deps.sessions() as session:
-        attempt = attempt_for_session(session, session_id)
-        if attempt is None:
-            log.info("session %s: no recovery attempt of ours; dropped", session_id)
-            return Result("unknown_session")
-        if attempt.status != PENDING:
-            # A redelivery after a crash between commit and the mail enqueue heals the mail here.
-            return Result("already_decided", outbox.pending_for_attempt(session, attempt.id))
+    # Not redundant with record()'s locked check: this one keeps a decided attempt from being
+    # fetched from FaceSign again. One read, outside a transaction.
+    with autocommit(deps.engine) as connection:
+        state = status_for_session(connection, session_id)
+    if state is None:
+        log.info("session %s: no recovery attempt of ours; dropped", session_id)
+        return Result("unknown_session")
+    status, pending_mail = state
+    if status != PENDING:
+        # A redelivery after a crash between commit and the mail enqueue heals the mail here.
+        return Result("already_decided", pending_mail)
     try:
         report = parse_session(deps.facesign.get_session(session_id))
     except FaceSignNotFound:
@@ -64,24 +74,22 @@ def record(
 ) -> Result:
     """One transaction: audit row, attempt status and, when approved, reset token and outbox mail.
 
-    With `report=None` (the vendor could not say) only the expiry rule can decide.
+    With `report=None` (the vendor could not say) only the expiry rule can decide. Core statements
+    on a connection, not the ORM session: the same SQL in one transaction, for far less CPU.
     """
     now = now or utcnow()
     try:
-        with transaction(deps.sessions) as session:
-            attempt = attempt_for_session(session, session_id, lock=True)
+        with deps.engine.begin() as db:
+            attempt = lock_attempt(db, session_id)
             if attempt is None or attempt.status != PENDING:
                 return Result("already_decided")
-            view = to_domain(attempt)
-            decision: Decision | None
-            if report is None:
-                decision = expire(view, now, deps.policy)
-            else:
-                decision = decide(report, view, lambda email: find_user_id(session, email), now, deps.policy)
+            found: RecipientsSeen = {}
+            decision = judge(deps, db, to_domain(attempt), report, now, found)
             if decision is None:
                 return Result("not_finished")
+            mail_id = write_outcome(deps, db, attempt.id, decision, found, now)
             audit_log.append(
-                session,
+                db,
                 decision,
                 attempt_id=attempt.id,
                 session_id=session_id,
@@ -89,20 +97,43 @@ def record(
                 decided_at=now,
                 event_id=event_id,
                 message_id=message_id,
-                digest_key=audit_log.pseudonym_key(session, deps.settings.audit_pseudonym_key),
+                digest_key=deps.digest_key(db),
             )
-            attempt.status = STATUS_BY_REASON.get(decision.reason, decision.outcome)
-            attempt.decided_at = now
-            mail_id = None
-            if decision.approved:
-                user = session.get(User, decision.matched_user_id)
-                assert user is not None  # decide() only approves a user it found  # noqa: S101
-                mail_id = outbox.issue_reset(
-                    session, attempt.id, user, now, deps.settings.reset_token_ttl, deps.settings.reset_url
-                ).id
     except IntegrityError:
         # Another worker decided this session between our check and our insert: its row stands.
         log.info("session %s: decided concurrently by another worker", session_id)
         return Result("already_decided")
     log.info("session %s: %s (%s)", session_id, decision.outcome, decision.reason)
     return Result(decision.outcome, mail_id)
+
+
+def judge(
+    deps: Deps, db: Connection, attempt: Attempt, report: SessionReport | None, now: datetime, found: RecipientsSeen
+) -> Decision | None:
+    """The rules' verdict; a user the lookup finds is kept in `found`, so approval reads no row again."""
+    if report is None:
+        return expire(attempt, now, deps.policy)
+
+    def lookup(email: str) -> str | None:
+        recipient = find_recipient(db, email)
+        if recipient is None:
+            return None
+        found[recipient.id] = recipient
+        return recipient.id
+
+    return decide(report, attempt, lookup, now, deps.policy)
+
+
+def write_outcome(
+    deps: Deps, db: Connection, attempt_id: str, decision: Decision, found: RecipientsSeen, now: datetime
+) -> str | None:
+    """The attempt's new status and, when approved, token and mail: written before the audit row,
+    so that the chain lock (held from the append to the commit) is held as briefly as possible."""
+    status = STATUS_BY_REASON.get(decision.reason, decision.outcome)
+    db.execute(_SET_STATUS, {"attempt_id": attempt_id, "status": status, "now": now})
+    if not decision.approved:
+        return None
+    assert decision.matched_user_id is not None  # decide() only approves a user it found  # noqa: S101
+    user = found[decision.matched_user_id]
+    settings = deps.settings
+    return outbox.issue_reset(db, attempt_id, user, now, settings.reset_token_ttl, settings.reset_url).id

@@ -133,3 +133,21 @@ def test_make_mailer_refuses_unknown_backends(tmp_path: Path, backend: str) -> N
 def test_make_mailer_picks_the_smtp_backend(tmp_path: Path) -> None:
     mailer = make_mailer("smtp", str(tmp_path), "smtp://localhost:2525")
     assert callable(getattr(mailer, "send", None))
+
+
+@pytest.mark.parametrize(
+    "link",
+    [LINK, "https://x.example/reset?token=" + "a" * 600, "https://exämple.com/reset?token=t", 'https://x/?t="<b>"'],
+)
+def test_the_fast_composition_writes_what_the_standard_api_writes(link: str) -> None:
+    """compose() skips re-parsing constant headers for speed; its bytes must stay those of the plain API."""
+    fast = message(link=link)
+    reference = EmailMessage(policy=default)
+    for name in ("Subject", "From", "To", "Date", "Message-ID", "X-Recovery-Mail-Id"):
+        reference[name] = str(fast[name])
+    text, html = parts(fast)["text/plain"], parts(fast)["text/html"]
+    cte = "7bit" if link.isascii() and len(link) < 500 else None
+    reference.set_content(text, cte=cte)
+    reference.add_alternative(html, subtype="html", cte=cte)
+    reference.set_boundary(fast.get_boundary())  # type: ignore[arg-type]
+    assert bytes(fast) == bytes(reference)
