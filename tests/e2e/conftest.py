@@ -94,3 +94,12 @@ def poll_status(base: str, attempt_id: str, timeout: float = 30.0) -> str:
             return status
         time.sleep(0.1)
     return status
+
+
+def wait_for_mail(mail_dir: Path, timeout: float = 30.0) -> list[Path]:
+    """The `.eml` files once there is one: the mail actor runs after the decision commits, so an
+    attempt can read `approved` a moment before its email exists."""
+    deadline = time.monotonic() + timeout
+    while not (files := list(mail_dir.glob("*.eml"))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return files

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.conftest import REQUIRE_SERVICES, free_port
-from tests.e2e.conftest import Processes, base_env, wait_http
+from tests.e2e.conftest import Processes, base_env, wait_for_mail, wait_http
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -123,7 +123,7 @@ class Journey:
 
 
 def reset_link(mail_dir: Path) -> tuple[str, str]:
-    files = list(mail_dir.glob("*.eml"))
+    files = wait_for_mail(mail_dir)
     assert len(files) == 1, files
     message = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     assert message["To"] == "ada@example.com" and message["Subject"] == "Reset your password"

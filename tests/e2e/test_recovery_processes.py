@@ -12,7 +12,7 @@ import redis
 import requests
 
 from tests.conftest import free_port
-from tests.e2e.conftest import Processes, base_env, poll_status, wait_http
+from tests.e2e.conftest import Processes, base_env, poll_status, wait_for_mail, wait_http
 
 
 def start_recovery(base: str) -> tuple[str, str]:
@@ -34,7 +34,7 @@ def audit_rows(processes: Processes, env: dict[str, str]) -> list[dict[str, obje
 
 
 def reset_link(mail_dir: Path) -> str:
-    files = list(mail_dir.glob("*.eml"))
+    files = wait_for_mail(mail_dir)
     assert len(files) == 1, files
     message = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     assert message["To"] == "ada@example.com"
