@@ -22,6 +22,7 @@ from workers.context import Deps
 log = logging.getLogger(__name__)
 
 STATUS_BY_REASON = {"attempt_expired": "expired"}
+MAX_SESSION_ID = 128  # the column's width
 RecipientsSeen = dict[str, Recipient]  # user id -> address, filled by the rules' user lookup
 _SET_STATUS = (
     update(RecoveryAttempt.__table__)
@@ -44,6 +45,11 @@ def process_session_event(
     deps: Deps, session_id: str, event_id: str | None = None, message_id: str | None = None
 ) -> Result:
     """Fetch the session, decide, and record the decision; safe to run any number of times."""
+    if len(session_id) > MAX_SESSION_ID or not session_id.isprintable():
+        # Signed by FaceSign yet no id of ours could look like this (a NUL byte would even make
+        # PostgreSQL fail the query, and the message would be retried into the dead-letter queue).
+        log.warning("session id of %d characters is not one we issue; dropped", len(session_id))
+        return Result("unknown_session")
     # Not redundant with record()'s locked check: this one keeps a decided attempt from being
     # fetched from FaceSign again. One read, outside a transaction.
     with autocommit(deps.engine) as connection:

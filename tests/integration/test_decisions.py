@@ -74,6 +74,8 @@ def test_unfinished_and_unknown_sessions_record_nothing(database_url: str, tmp_p
     session_id = seed_attempt(deps, fake, status="inProgress")
     assert decisions.process_session_event(deps, session_id).status == "not_finished"
     assert decisions.process_session_event(deps, "sess_nobody").status == "unknown_session"
+    for hostile in ("sess\x00x", "s" * 129):
+        assert decisions.process_session_event(deps, hostile).status == "unknown_session"
     assert counts(deps) == {"decisions": 0, "reset_tokens": 0, "outgoing_mail": 0}
     with deps.sessions() as db:
         assert db.get(RecoveryAttempt, "att1").status == "pending"  # type: ignore[union-attr]
