@@ -99,7 +99,6 @@ class SessionEvents:
 
     def __init__(self, broker: dramatiq.Broker, redis_url: str | None = None) -> None:
         self.broker = broker
-        # The in-process broker answers at once; only a network broker needs a thread.
         self.in_process = isinstance(broker, StubBroker)
         # With the broker's Redis URL the event loop enqueues by group commit (enqueue_async).
         self.group_commit = (
@@ -117,7 +116,13 @@ class SessionEvents:
         return message.message_id
 
     async def enqueue_async(self, session_id: str, event_id: str | None) -> str:
-        """For the event loop: held by Redis on return, without blocking the loop; else EnqueueError."""
+        """For the event loop: held by the broker on return, without blocking the loop; else EnqueueError.
+
+        The in-process broker answers at once; Redis with a URL goes by group commit; any other
+        network broker through a thread.
+        """
+        if self.in_process:
+            return self.enqueue(session_id, event_id)
         if self.group_commit is None:
             return await asyncio.to_thread(self.enqueue, session_id, event_id)
         redis_message_id, message_id, data = encode_message(

@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -98,17 +96,6 @@ class WebhookEndpoint:
         counter = services.metrics.webhooks
         self.results = {name: counter.labels(name) for name in RESULTS}
         self.events = services.events
-        # In-process broker: enqueue inline. A network broker: its own awaitable path when it has one
-        # (group commit on Redis), else a thread, so the event loop never waits on the network.
-        self.enqueue_async: Any = None if self.events.in_process else getattr(self.events, "enqueue_async", None)
-
-    async def _enqueue(self, session_id: str, event_id: str | None) -> None:
-        if self.enqueue_async is not None:
-            await self.enqueue_async(session_id, event_id)
-        elif self.events.in_process:
-            self.events.enqueue(session_id, event_id)
-        else:
-            await run_in_threadpool(self.events.enqueue, session_id, event_id)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self._handle(scope, receive)
@@ -141,7 +128,7 @@ class WebhookEndpoint:
             results["bad_request"].inc()
             return _error(status, session_id)
         try:
-            await self._enqueue(session_id, event_id)
+            await self.events.enqueue_async(session_id, event_id)
         except EnqueueError:
             results["unavailable"].inc()
             return _error(503, "queue unavailable, deliver again later")

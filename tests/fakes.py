@@ -71,6 +71,9 @@ class NoEvents:
     def enqueue(self, session_id: str, event_id: str | None) -> str:
         raise AssertionError("this endpoint must not enqueue")
 
+    async def enqueue_async(self, session_id: str, event_id: str | None) -> str:
+        return self.enqueue(session_id, event_id)
+
     def ping(self) -> None:
         return None
 

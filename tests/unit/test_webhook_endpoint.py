@@ -46,6 +46,9 @@ class FakeEvents:
         self.calls.append((session_id, event_id))
         return f"msg-{len(self.calls)}"
 
+    async def enqueue_async(self, session_id: str, event_id: str | None) -> str:
+        return self.enqueue(session_id, event_id)
+
     def ping(self) -> None:
         return None
 
