@@ -47,6 +47,9 @@ class Settings:
     recoveries_per_minute: int = 10
     flow_file: str | None = None
     facesign_frame_origin: str | None = None
+    # Redis broker tuning, justified in adapters/broker.py: a crashed worker's messages come back in seconds.
+    dramatiq_heartbeat_timeout: int = 15_000  # ms
+    dramatiq_maintenance_chance: int = 100_000  # per million broker commands
 
     @property
     def sandbox_mode(self) -> bool:
@@ -97,6 +100,12 @@ class Settings:
             recoveries_per_minute=r.integer("RECOVERIES_PER_MINUTE", 10, minimum=1),
             flow_file=r.optional("FLOW_FILE"),
             facesign_frame_origin=r.optional_url("FACESIGN_FRAME_ORIGIN", ("http", "https")),
+            dramatiq_heartbeat_timeout=r.integer(
+                "DRAMATIQ_HEARTBEAT_TIMEOUT", cls.dramatiq_heartbeat_timeout, minimum=1_000, maximum=600_000
+            ),
+            dramatiq_maintenance_chance=r.integer(
+                "DRAMATIQ_MAINTENANCE_CHANCE", cls.dramatiq_maintenance_chance, minimum=0, maximum=1_000_000
+            ),
         )
         if settings.mail_backend == "smtp" and settings.smtp_url is None:
             raise ConfigError("SMTP_URL: required when MAIL_BACKEND=smtp")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 import dramatiq
@@ -14,6 +13,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
 from adapters.group_commit import GroupCommit, GroupCommitError, encode_message
+from config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +34,19 @@ class EnqueueError(Exception):
 # leaves a wide margin against false deaths (which only cause a harmless duplicate: actors are
 # idempotent). One command in ten doing maintenance costs two ZRANGEBYSCOREs when nobody died and
 # finds a dead worker within a few seconds of polling.
-HEARTBEAT_TIMEOUT_MS = 15_000
-MAINTENANCE_CHANCE = 100_000  # per million broker commands
+# Operators change them with DRAMATIQ_HEARTBEAT_TIMEOUT and DRAMATIQ_MAINTENANCE_CHANCE (config.Settings).
+HEARTBEAT_TIMEOUT_MS = Settings.dramatiq_heartbeat_timeout
+MAINTENANCE_CHANCE = Settings.dramatiq_maintenance_chance  # per million broker commands
 
 
-def _env_int(name: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}: not an integer: {raw!r}") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name}: must be between {low} and {high}")
-    return value
-
-
-def build_broker(redis_url: str | None, namespace: str = NAMESPACE, *, worker: bool = False) -> dramatiq.Broker:
+def build_broker(
+    redis_url: str | None,
+    namespace: str = NAMESPACE,
+    *,
+    worker: bool = False,
+    heartbeat_timeout: int = HEARTBEAT_TIMEOUT_MS,
+    maintenance_chance: int = MAINTENANCE_CHANCE,
+) -> dramatiq.Broker:
     """RedisBroker when REDIS_URL is set, else the in-process broker of embedded mode.
 
     `worker=True` in Dramatiq worker processes: Prometheus and JSON-log middleware, which need the
@@ -64,8 +59,8 @@ def build_broker(redis_url: str | None, namespace: str = NAMESPACE, *, worker: b
         broker = RedisBroker(
             client=client,
             namespace=namespace,
-            heartbeat_timeout=_env_int("DRAMATIQ_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT_MS, 1_000, 600_000),
-            maintenance_chance=_env_int("DRAMATIQ_MAINTENANCE_CHANCE", MAINTENANCE_CHANCE, 0, 1_000_000),
+            heartbeat_timeout=heartbeat_timeout,
+            maintenance_chance=maintenance_chance,
         )
         if worker:
             # Imported here: that module creates its metrics directory on import.
@@ -82,6 +77,16 @@ def build_broker(redis_url: str | None, namespace: str = NAMESPACE, *, worker: b
     for queue in (SESSIONS_QUEUE, MAIL_QUEUE):
         broker.declare_queue(queue)
     return broker
+
+
+def broker_for(settings: Settings, *, worker: bool = False) -> dramatiq.Broker:
+    """The broker these settings describe, tuning included."""
+    return build_broker(
+        settings.redis_url,
+        worker=worker,
+        heartbeat_timeout=settings.dramatiq_heartbeat_timeout,
+        maintenance_chance=settings.dramatiq_maintenance_chance,
+    )
 
 
 def session_event_message(session_id: str, event_id: str | None) -> dramatiq.Message[Any]:

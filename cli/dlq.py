@@ -14,12 +14,12 @@ COLUMNS = ("messageId", "queue", "actor", "sessionId", "ageSeconds", "failure")
 
 
 def _broker() -> Any:
-    from adapters.broker import build_broker
+    from adapters.broker import broker_for
 
     settings = load_settings()
     if settings.embedded:
         raise click.ClickException("REDIS_URL: required; in embedded mode nothing is dead-lettered across restarts")
-    return build_broker(settings.redis_url)
+    return broker_for(settings)
 
 
 def _row(letter: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from adapters.broker import SessionEvents, build_broker
+from adapters.broker import SessionEvents, broker_for
 from adapters.db import make_engine
 from adapters.facesign import FaceSignClient
 from adapters.flow_file import load_flow
@@ -35,7 +35,7 @@ def build_services(settings: Settings, broker: dramatiq.Broker | None = None) ->
         facesign=FaceSignClient(
             settings.facesign_api_url, settings.facesign_api_key or "sandbox", timeout=settings.facesign_timeout
         ),
-        events=SessionEvents(broker or build_broker(settings.redis_url), redis_url=settings.redis_url),
+        events=SessionEvents(broker or broker_for(settings), redis_url=settings.redis_url),
         flow=flow,
     )
 

@@ -7,11 +7,10 @@ import-time work).
 
 from __future__ import annotations
 
-import os
-
 import dramatiq
 
-from adapters.broker import build_broker
+from adapters.broker import broker_for
+from config import Settings
 
-broker = build_broker(os.environ.get("REDIS_URL") or None, worker=True)
+broker = broker_for(Settings.from_env(), worker=True)
 dramatiq.set_broker(broker)

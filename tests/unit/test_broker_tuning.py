@@ -6,16 +6,15 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware.prometheus import Prometheus
 
-from adapters.broker import HEARTBEAT_TIMEOUT_MS, MAINTENANCE_CHANCE, build_broker
+from adapters.broker import HEARTBEAT_TIMEOUT_MS, MAINTENANCE_CHANCE, broker_for, build_broker
 from adapters.logs import JsonLogsAtBoot
+from config import Settings
 
 URL = "redis://127.0.0.1:1/0"  # never contacted: building a RedisBroker does no I/O
 
 
-def test_defaults_are_seconds_not_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DRAMATIQ_HEARTBEAT_TIMEOUT", raising=False)
-    monkeypatch.delenv("DRAMATIQ_MAINTENANCE_CHANCE", raising=False)
-    broker = build_broker(URL, worker=True)
+def test_defaults_are_seconds_not_minutes() -> None:
+    broker = broker_for(Settings.from_env({"REDIS_URL": URL}), worker=True)
     assert isinstance(broker, RedisBroker)
     assert broker.heartbeat_timeout == HEARTBEAT_TIMEOUT_MS == 15_000
     assert broker.maintenance_chance == MAINTENANCE_CHANCE == 100_000
@@ -29,20 +28,18 @@ def test_only_worker_processes_get_the_worker_middleware() -> None:
     assert Prometheus not in kinds and JsonLogsAtBoot not in kinds
 
 
-def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DRAMATIQ_HEARTBEAT_TIMEOUT", "3000")
-    monkeypatch.setenv("DRAMATIQ_MAINTENANCE_CHANCE", "1000000")
-    broker = build_broker(URL)
+def test_environment_overrides() -> None:
+    env = {"REDIS_URL": URL, "DRAMATIQ_HEARTBEAT_TIMEOUT": "3000", "DRAMATIQ_MAINTENANCE_CHANCE": "1000000"}
+    broker = broker_for(Settings.from_env(env))
     assert (broker.heartbeat_timeout, broker.maintenance_chance) == (3000, 1_000_000)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
     ("name", "value"), [("DRAMATIQ_HEARTBEAT_TIMEOUT", "10"), ("DRAMATIQ_MAINTENANCE_CHANCE", "x")]
 )
-def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
-    monkeypatch.setenv(name, value)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
-        build_broker(URL)
+        broker_for(Settings.from_env({"REDIS_URL": URL, name: value}))
 
 
 def test_embedded_broker_has_no_prometheus_middleware() -> None:
