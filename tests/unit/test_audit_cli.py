@@ -80,40 +80,40 @@ def test_token_mistakes_are_one_line_and_exit_1(tmp_path: Path) -> None:
 
 def test_query_by_email_digests_it_locally(tmp_path: Path) -> None:
     url = database(tmp_path)
-    decide(url, "a1", "ada@example.com")
+    decide(url, "a1", "quinn@example.com")
     decide(url, "a2", "bob@example.com")
-    found = run(url, "audit", "query", "--email", "  Ada@Example.COM ", "--format", "jsonl")
+    found = run(url, "audit", "query", "--email", "  Quinn@Example.COM ", "--format", "jsonl")
     assert found.exit_code == 0, found.output
     [record] = [json.loads(line) for line in found.stdout.splitlines()]
     assert record["attemptId"] == "a1"
-    assert "ada" not in json.dumps(record).lower()
+    assert "quinn" not in json.dumps(record).lower()  # a name no hex digest can contain
     assert run(url, "audit", "query", "--email", "eve@example.com", "--format", "jsonl").stdout == ""
     with session_factory(make_engine(url))() as session:
         entries = session.scalars(select(AuditAccess)).all()
         key = audit_log.pseudonym_key(session, None)
     # the access log keeps the digest that was looked for, never the email itself
-    assert entries[0].filters == {"email_digest": email_digest(key, "ada@example.com")}
+    assert entries[0].filters == {"email_digest": email_digest(key, "quinn@example.com")}
     assert entries[0].auditor.startswith("cli:") and entries[0].action == "query"
     assert "example.com" not in json.dumps([e.filters for e in entries])
 
 
 def test_query_by_email_uses_the_configured_key(tmp_path: Path) -> None:
     url = database(tmp_path)
-    decide(url, "a1", "ada@example.com", configured_key="configured-secret")
-    assert run(url, "audit", "query", "--email", "ada@example.com", "--format", "jsonl").stdout == ""
-    found = run(url, "audit", "query", "--email", "ada@example.com", "--format", "jsonl", key="configured-secret")
+    decide(url, "a1", "quinn@example.com", configured_key="configured-secret")
+    assert run(url, "audit", "query", "--email", "quinn@example.com", "--format", "jsonl").stdout == ""
+    found = run(url, "audit", "query", "--email", "quinn@example.com", "--format", "jsonl", key="configured-secret")
     assert json.loads(found.stdout)["attemptId"] == "a1"
 
 
 def test_no_raw_email_reaches_the_audit_table(tmp_path: Path) -> None:
     url = database(tmp_path)
-    decide(url, "a1", "ada@example.com")
+    decide(url, "a1", "quinn@example.com")
     raw = Path(url.removeprefix("sqlite:///"))
     with session_factory(make_engine(url))() as session:
         [row] = session.scalars(select(Decision)).all()
-    assert "ada" not in json.dumps(audit_log.to_record(row))
+    assert "quinn" not in json.dumps(audit_log.to_record(row))
     files = [path for path in raw.parent.iterdir() if path.name.startswith(raw.name)]  # the file and its WAL
-    assert raw in files and all(b"ada@example.com" not in path.read_bytes() for path in files)
+    assert raw in files and all(b"quinn@example.com" not in path.read_bytes() for path in files)
 
 
 def test_anchor_and_verify_from_the_command_line(tmp_path: Path) -> None:
