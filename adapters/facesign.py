@@ -100,11 +100,13 @@ class FaceSignClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, timeout)
         self.policy = policy or RetryPolicy()
-        self.http = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        self.http.mount("http://", adapter)
-        self.http.mount("https://", adapter)
-        self.http.headers.update({"Authorization": f"Bearer {api_key}", "Accept": "application/json"})
+        # The transport adapter is called directly: Session.request would re-read the proxy and CA
+        # variables from the environment, look for a .netrc and run the cookie machinery on every
+        # call, which cost more CPU than the request itself. The environment is read once, here.
+        self._adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        with requests.Session() as session:
+            self._environment = session.merge_environment_settings(self.base_url, {}, False, None, None)
         self._jitter = wait_random_exponential(multiplier=self.policy.backoff_multiplier, max=self.policy.backoff_max)
 
     def create_session(
@@ -122,7 +124,7 @@ class FaceSignClient:
         return self._call("GET", f"/sessions/{requests.utils.quote(session_id, safe='')}")
 
     def close(self) -> None:
-        self.http.close()
+        self._adapter.close()
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -151,15 +153,17 @@ class FaceSignClient:
         metrics = vendor_metrics()
         operation = "create_session" if method == "POST" else "get_session"
         started = time.perf_counter()
+        request = requests.Request(method, self.base_url + path, headers=self._headers, **kwargs).prepare()
         try:
-            response = self.http.request(method, self.base_url + path, timeout=self.timeout, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as exc:
+            response = self._adapter.send(request, timeout=self.timeout, **self._environment)
+            response.content  # noqa: B018  (read the body whole: the connection goes back to the pool)
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             metrics.latency.labels(operation).observe(time.perf_counter() - started)
             metrics.errors.labels("timeout" if isinstance(exc, requests.Timeout) else "connection").inc()
             raise FaceSignTransient(f"{type(exc).__name__} on {method} {path}") from exc
         metrics.latency.labels(operation).observe(time.perf_counter() - started)
         status = response.status_code
-        if status >= 400:
+        if status >= 300:
             metrics.errors.labels(str(status)).inc()
         if status == 429 or status >= 500:
             raise FaceSignTransient(
@@ -167,7 +171,9 @@ class FaceSignClient:
             )
         if status == 404:
             raise FaceSignNotFound(f"HTTP 404 on {method} {path}", status)
-        if status >= 400:
+        if status >= 300:
+            # Redirects are not followed: the bearer key goes to the configured host only, and an
+            # API that moved is a configuration error that no retry can fix.
             raise FaceSignRejected(f"HTTP {status} on {method} {path}", status)
         try:
             payload = response.json()

@@ -111,8 +111,13 @@ def test_retry_after_is_capped_by_the_policy() -> None:
 
 @pytest.mark.parametrize(
     "error",
-    [requests.ConnectionError("refused"), requests.ConnectTimeout("slow"), requests.ReadTimeout("slow")],
-    ids=["connection", "connect timeout", "read timeout"],
+    [
+        requests.ConnectionError("refused"),
+        requests.ConnectTimeout("slow"),
+        requests.ReadTimeout("slow"),
+        requests.exceptions.ChunkedEncodingError("body cut short"),
+    ],
+    ids=["connection", "connect timeout", "read timeout", "body cut short"],
 )
 @responses.activate
 def test_connection_trouble_is_retried(error: Exception) -> None:
@@ -126,6 +131,8 @@ def test_connection_trouble_is_retried(error: Exception) -> None:
     ("status", "kind"),
     [
         (404, FaceSignNotFound),
+        (301, FaceSignRejected),
+        (307, FaceSignRejected),
         (400, FaceSignRejected),
         (401, FaceSignRejected),
         (403, FaceSignRejected),
@@ -141,6 +148,36 @@ def test_client_errors_are_not_retried(status: int, kind: type[FaceSignRejected]
     assert raised.value.status == status
     assert not isinstance(raised.value, FaceSignTransient)
     assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_redirect_is_not_followed_so_the_key_goes_nowhere_else() -> None:
+    responses.add(responses.GET, f"{SESSIONS}/sess_1", status=302, headers={"Location": "https://elsewhere.test/x"})
+    responses.add(responses.GET, "https://elsewhere.test/x", json={"session": {}})
+    with pytest.raises(FaceSignRejected):
+        make_client().get_session("sess_1")
+    assert [call.request.url for call in responses.calls] == [f"{SESSIONS}/sess_1"]
+
+
+def test_proxy_settings_are_read_from_the_environment_when_the_client_is_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    client = make_client()
+    monkeypatch.setenv("HTTPS_PROXY", "http://changed.internal:3128")
+    sent: list[dict[str, Any]] = []
+
+    def send(request: requests.PreparedRequest, **options: Any) -> requests.Response:
+        sent.append(options)
+        answer = requests.Response()
+        answer.status_code, answer._content = 200, b'{"session": {}}'
+        return answer
+
+    monkeypatch.setattr(client._adapter, "send", send)
+    client.get_session("sess_1")
+    assert sent[0]["proxies"] == {"https": "http://proxy.internal:3128"}
+    assert sent[0]["timeout"] == (1.0, 2.0)
 
 
 @responses.activate
