@@ -17,6 +17,7 @@ from config import ConfigError, Settings
 
 log = logging.getLogger("facesign_recovery")
 WORKER_SHUTDOWN_TIMEOUT_MS = 30_000
+WORKER_QUEUES = ("sessions", "mail")  # adapters.broker's SESSIONS_QUEUE and MAIL_QUEUE
 
 
 def load_settings() -> Settings:
@@ -55,7 +56,13 @@ def serve(host: str, port: int) -> None:
 @main.command()
 @click.option("--processes", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
-def worker(processes: int, threads: int) -> None:
+@click.option(
+    "--queues",
+    multiple=True,
+    type=click.Choice(WORKER_QUEUES),
+    help="consume only these queues (repeatable; default: all), to scale deciding and mailing apart",
+)
+def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
     """Dramatiq worker processes consuming from Redis."""
     settings = load_settings()
     if settings.embedded:
@@ -74,6 +81,8 @@ def worker(processes: int, threads: int) -> None:
         "--worker-shutdown-timeout",
         str(WORKER_SHUTDOWN_TIMEOUT_MS),
     ]
+    if queues:
+        argv += ["--queues", *dict.fromkeys(queues)]
     _worker_metrics_env()
     os.execv(sys.executable, argv)  # noqa: S606  (the worker becomes Dramatiq's own supervisor)
 
