@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.orm import Session
 
-from adapters.models import OutgoingMail, RecoveryAttempt
+from adapters.models import OutgoingMail, RecoveryAttempt, User
 from adapters.outbox import PENDING as MAIL_PENDING
+from adapters.users import Recipient
 from domain.rules import Attempt
 
 PENDING = "pending"
@@ -56,6 +58,8 @@ _STATUS = (
     .outerjoin(OutgoingMail, (OutgoingMail.attempt_id == RecoveryAttempt.id) & (OutgoingMail.status == MAIL_PENDING))
     .where(RecoveryAttempt.session_id == bindparam("session_id"))
 )
+# The users whose addresses the session reported come along (no join condition on the attempt: a
+# LEFT JOIN keeps the attempt's row when none is enrolled), saving the rules' lookup a round trip.
 _LOCK = (
     select(
         RecoveryAttempt.id,
@@ -63,9 +67,12 @@ _LOCK = (
         RecoveryAttempt.created_at,
         RecoveryAttempt.client_reference_id,
         RecoveryAttempt.flow,
+        User.id.label("user_id"),
+        User.email.label("user_email"),
     )
+    .outerjoin(User, User.email.in_(bindparam("emails", expanding=True)))
     .where(RecoveryAttempt.session_id == bindparam("session_id"))
-    .with_for_update()
+    .with_for_update(of=RecoveryAttempt)
 )
 
 
@@ -75,9 +82,14 @@ def status_for_session(db: Session | Connection, session_id: str) -> tuple[str, 
     return (row[0], row[1]) if row else None
 
 
-def lock_attempt(db: Session | Connection, session_id: str) -> Row[Any] | None:
-    """What deciding needs of the attempt, its row locked until the transaction ends."""
-    return db.execute(_LOCK, {"session_id": session_id}).first()
+def lock_attempt(
+    db: Session | Connection, session_id: str, emails: Collection[str] = ()
+) -> tuple[Row[Any] | None, dict[str, Recipient]]:
+    """What deciding needs of the attempt, its row locked until the transaction ends, and the
+    enrolled users among `emails` (normalised addresses), by address."""
+    rows = db.execute(_LOCK, {"session_id": session_id, "emails": list(emails)}).all()
+    users = {row.user_email: Recipient(row.user_id, row.user_email) for row in rows if row.user_id is not None}
+    return (rows[0] if rows else None), users
 
 
 def to_domain(attempt: RecoveryAttempt | Row[Any]) -> Attempt:

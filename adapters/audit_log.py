@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, insert, select, text
+from sqlalchemy import Connection, Row, Select, func, insert, select
 from sqlalchemy.orm import Session
 
 from adapters.models import Decision, ServiceSetting
@@ -20,8 +20,9 @@ PSEUDONYM_SETTING = "audit_pseudonym_key"
 COLUMNS = tuple(column.key for column in Decision.__table__.columns)
 
 # Built once: constructing a statement costs more CPU than its cached compilation.
-_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 _HEAD_LINK = select(Decision.id, Decision.hash).order_by(Decision.id.desc()).limit(1)
+_CHAIN_HEAD = func.audit_chain_head(CHAIN_LOCK_KEY).table_valued("head_id", "head_hash")
+LOCKED_HEAD = select(_CHAIN_HEAD.c.head_id, _CHAIN_HEAD.c.head_hash)  # PostgreSQL: see locked_head()
 _INSERT = insert(Decision.__table__)
 
 
@@ -34,11 +35,32 @@ def pseudonym_key(db: Session | Connection, configured: str | None) -> bytes:
     return stored.encode("utf-8")
 
 
-def lock_chain(db: Session | Connection) -> None:
-    """Serialise appends. SQLite's BEGIN IMMEDIATE already holds the database's one write lock."""
+@dataclass(frozen=True)
+class ChainHead:
+    """The last row's id and hash: what the next row links to."""
+
+    id: int
+    hash: str
+
+
+EMPTY_CHAIN = ChainHead(0, GENESIS)
+
+
+def locked_head(db: Session | Connection) -> ChainHead:
+    """Take the lock that serialises appends (held until the transaction ends) and read the head.
+
+    On PostgreSQL both are one call of audit_chain_head() (migration 0003), which reads the head with
+    a snapshot taken after the lock is granted: read in the same statement as the lock, or before
+    it, the head could miss the row appended just before. SQLite's BEGIN IMMEDIATE already holds the
+    database's one write lock.
+    """
     dialect = db.get_bind().dialect if isinstance(db, Session) else db.dialect
-    if dialect.name == "postgresql":
-        db.execute(_LOCK, {"key": CHAIN_LOCK_KEY})
+    statement = LOCKED_HEAD if dialect.name == "postgresql" else _HEAD_LINK
+    return head_of(db.execute(statement).first())
+
+
+def head_of(row: Row[Any] | None) -> ChainHead:
+    return ChainHead(row[0], row[1]) if row else EMPTY_CHAIN
 
 
 def head(session: Session) -> Decision | None:
@@ -56,18 +78,17 @@ def append(
     event_id: str | None,
     message_id: str | None,
     digest_key: bytes,
+    head: ChainHead | None = None,
 ) -> Decision:
     """Append one row under the chain lock; the caller's transaction commits it with everything else.
 
-    The chain lock is held from here to the caller's commit, so callers write everything else first.
+    The chain lock is held from here (or from the caller's `locked_head()`, whose answer is `head`)
+    to the caller's commit, so callers write everything else first.
     """
     digest = email_digest(digest_key, decision.recognized_email) if decision.recognized_email else None
-    # The lock is a statement of its own: in READ COMMITTED the head query's snapshot must be
-    # taken after the lock is granted, or it could miss the row appended just before.
-    lock_chain(session)
-    last = session.execute(_HEAD_LINK).first()
+    last = head or locked_head(session)
     row = Decision(
-        id=(last.id + 1) if last else 1,
+        id=last.id + 1,
         decided_at=decided_at,
         attempt_id=attempt_id,
         session_id=session_id,
@@ -83,7 +104,7 @@ def append(
         rules_version=decision.rules_version,
         event_id=event_id,
         message_id=message_id,
-        prev_hash=last.hash if last else GENESIS,
+        prev_hash=last.hash,
         hash="",
     )
     row.hash = chain_hash(row.prev_hash, to_record(row))

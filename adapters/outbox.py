@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, update
 from sqlalchemy.orm import Session
@@ -17,7 +18,6 @@ from adapters.users import Recipient
 PENDING = "pending"
 SENDING = "sending"
 SENT = "sent"
-MAIL_COLUMNS = tuple(column.key for column in OutgoingMail.__table__.columns)
 
 # Built once: constructing a statement costs more CPU than its cached compilation.
 _INSERT_TOKEN = insert(ResetToken.__table__)
@@ -39,6 +39,44 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class Reset:
+    """The rows an approval adds: the token's hash and the mail that carries the token itself."""
+
+    mail_id: str
+    token_row: dict[str, Any]
+    mail_row: dict[str, Any]
+
+
+def new_reset(
+    attempt_id: str, user: User | Recipient, now: datetime, ttl: int, reset_url: Callable[[str], str]
+) -> Reset:
+    token = secrets.token_urlsafe(32)  # 256 bits
+    mail_id = f"mail_{secrets.token_hex(12)}"
+    return Reset(
+        mail_id=mail_id,
+        token_row={
+            "token_hash": token_hash(token),
+            "user_id": user.id,
+            "attempt_id": attempt_id,
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=ttl),
+            "used_at": None,
+        },
+        mail_row={
+            "id": mail_id,
+            "attempt_id": attempt_id,
+            "user_id": user.id,
+            "to_address": user.email,  # the local directory's address, never the one FaceSign reported
+            "reset_url": reset_url(token),
+            "status": PENDING,
+            "created_at": now,
+            "sending_at": None,
+            "sent_at": None,
+        },
+    )
+
+
 def issue_reset(
     session: Session | Connection,
     attempt_id: str,
@@ -47,36 +85,12 @@ def issue_reset(
     ttl: int,
     reset_url: Callable[[str], str],
 ) -> OutgoingMail:
-    """Store the token's hash and queue the email that carries the token itself.
-
-    Plain INSERTs rather than the unit of work (the returned mail is not attached to the session):
-    rows of the same transaction, a fraction of the CPU.
-    """
-    token = secrets.token_urlsafe(32)  # 256 bits
-    session.execute(
-        _INSERT_TOKEN,
-        {
-            "token_hash": token_hash(token),
-            "user_id": user.id,
-            "attempt_id": attempt_id,
-            "created_at": now,
-            "expires_at": now + timedelta(seconds=ttl),
-            "used_at": None,
-        },
-    )
-    mail = OutgoingMail(
-        id=f"mail_{secrets.token_hex(12)}",
-        attempt_id=attempt_id,
-        user_id=user.id,
-        to_address=user.email,  # the local directory's address, never the one FaceSign reported
-        reset_url=reset_url(token),
-        status=PENDING,
-        created_at=now,
-        sending_at=None,
-        sent_at=None,
-    )
-    session.execute(_INSERT_MAIL, {column: getattr(mail, column) for column in MAIL_COLUMNS})
-    return mail
+    """Store the token's hash and queue the email that carries the token itself (plain INSERTs: the
+    returned mail is not attached to the session). Deciding workers go through adapters.outcome."""
+    reset = new_reset(attempt_id, user, now, ttl, reset_url)
+    session.execute(_INSERT_TOKEN, reset.token_row)
+    session.execute(_INSERT_MAIL, reset.mail_row)
+    return OutgoingMail(**reset.mail_row)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,12 @@ def normalise_email(value: object) -> str | None:
     return email or None
 
 
+def reported_emails(session: SessionReport) -> set[str]:
+    """Every address any node reported, normalised: a superset of what decide() may look up."""
+    found = (normalise_email(node.report.get("email")) for node in session.nodes.values())
+    return {email for email in found if email}
+
+
 def expired(attempt: Attempt, now: datetime, policy: Policy) -> bool:
     return now - attempt.created_at > timedelta(seconds=policy.attempt_ttl)
 

@@ -6,17 +6,17 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from adapters import audit_log, outbox
 from adapters.attempts import PENDING, lock_attempt, status_for_session, to_domain
 from adapters.db import autocommit
 from adapters.facesign import FaceSignNotFound
-from adapters.models import RecoveryAttempt
+from adapters.outcome import write_outcome
 from adapters.users import Recipient, find_recipient
 from domain.report import SessionReport, parse_session
-from domain.rules import Attempt, Decision, decide, expire
+from domain.rules import Attempt, Decision, decide, expire, reported_emails
 from workers.context import Deps
 
 log = logging.getLogger(__name__)
@@ -24,11 +24,7 @@ log = logging.getLogger(__name__)
 STATUS_BY_REASON = {"attempt_expired": "expired"}
 MAX_SESSION_ID = 128  # the column's width
 RecipientsSeen = dict[str, Recipient]  # user id -> address, filled by the rules' user lookup
-_SET_STATUS = (
-    update(RecoveryAttempt.__table__)
-    .where(RecoveryAttempt.id == bindparam("attempt_id"))
-    .values(status=bindparam("status"), decided_at=bindparam("now"))
-)
+KnownUsers = dict[str, Recipient | None]  # reported address -> enrolled user, or None when nobody is
 
 
 @dataclass(frozen=True)
@@ -86,14 +82,19 @@ def record(
     now = now or utcnow()
     try:
         with deps.engine.begin() as db:
-            attempt = lock_attempt(db, session_id)
+            emails = reported_emails(report) if report else set()
+            attempt, enrolled = lock_attempt(db, session_id, emails)
             if attempt is None or attempt.status != PENDING:
                 return Result("already_decided")
             found: RecipientsSeen = {}
-            decision = judge(deps, db, to_domain(attempt), report, now, found)
+            known: KnownUsers = dict.fromkeys(emails) | enrolled
+            decision = judge(deps, db, to_domain(attempt), report, now, known, found)
             if decision is None:
                 return Result("not_finished")
-            mail_id = write_outcome(deps, db, attempt.id, decision, found, now)
+            digest_key = deps.digest_key(db)  # read once per process, before the chain lock is taken
+            reset = new_reset(deps, attempt.id, decision, found, now)
+            status = STATUS_BY_REASON.get(decision.reason, decision.outcome)
+            head = write_outcome(db, attempt.id, status, now, reset)
             audit_log.append(
                 db,
                 decision,
@@ -103,25 +104,33 @@ def record(
                 decided_at=now,
                 event_id=event_id,
                 message_id=message_id,
-                digest_key=deps.digest_key(db),
+                digest_key=digest_key,
+                head=head,
             )
     except IntegrityError:
         # Another worker decided this session between our check and our insert: its row stands.
         log.info("session %s: decided concurrently by another worker", session_id)
         return Result("already_decided")
     log.info("session %s: %s (%s)", session_id, decision.outcome, decision.reason)
-    return Result(decision.outcome, mail_id)
+    return Result(decision.outcome, reset.mail_id if reset else None)
 
 
 def judge(
-    deps: Deps, db: Connection, attempt: Attempt, report: SessionReport | None, now: datetime, found: RecipientsSeen
+    deps: Deps,
+    db: Connection,
+    attempt: Attempt,
+    report: SessionReport | None,
+    now: datetime,
+    known: KnownUsers,
+    found: RecipientsSeen,
 ) -> Decision | None:
-    """The rules' verdict; a user the lookup finds is kept in `found`, so approval reads no row again."""
+    """The rules' verdict. Their user lookup is answered from `known` (read with the attempt) and
+    a user it finds is kept in `found`, so approval reads no row again."""
     if report is None:
         return expire(attempt, now, deps.policy)
 
     def lookup(email: str) -> str | None:
-        recipient = find_recipient(db, email)
+        recipient = known[email] if email in known else find_recipient(db, email)
         if recipient is None:
             return None
         found[recipient.id] = recipient
@@ -130,16 +139,13 @@ def judge(
     return decide(report, attempt, lookup, now, deps.policy)
 
 
-def write_outcome(
-    deps: Deps, db: Connection, attempt_id: str, decision: Decision, found: RecipientsSeen, now: datetime
-) -> str | None:
-    """The attempt's new status and, when approved, token and mail: written before the audit row,
-    so that the chain lock (held from the append to the commit) is held as briefly as possible."""
-    status = STATUS_BY_REASON.get(decision.reason, decision.outcome)
-    db.execute(_SET_STATUS, {"attempt_id": attempt_id, "status": status, "now": now})
+def new_reset(
+    deps: Deps, attempt_id: str, decision: Decision, found: RecipientsSeen, now: datetime
+) -> outbox.Reset | None:
+    """For an approval, the reset token and its email (to the local directory's address)."""
     if not decision.approved:
         return None
     assert decision.matched_user_id is not None  # decide() only approves a user it found  # noqa: S101
-    user = found[decision.matched_user_id]
     settings = deps.settings
-    return outbox.issue_reset(db, attempt_id, user, now, settings.reset_token_ttl, settings.reset_url).id
+    user = found[decision.matched_user_id]
+    return outbox.new_reset(attempt_id, user, now, settings.reset_token_ttl, settings.reset_url)

@@ -15,6 +15,7 @@ from adapters.attempts import create_attempt
 from adapters.db import make_engine, transaction
 from adapters.mailer import FileMailer
 from adapters.models import Decision
+from adapters.outcome import write_outcome
 from config import Settings
 from domain import rules
 from tests.fakes import FakeFaceSign, make_deps, seed_attempt
@@ -113,3 +114,44 @@ def test_a_cursor_walk_sees_every_row_exactly_once_while_rows_are_appended(datab
     assert seen == list(range(1, len(seen) + 1)), "a row was skipped or seen twice"
     assert len(seen) > 25 + 6  # the walk went on into rows appended after it started
     assert cli(database_url, "audit", "verify").exit_code == 0
+
+
+def test_a_decision_waiting_for_the_chain_lock_links_to_the_row_committed_meanwhile(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The outcome statement takes the chain lock and reads the head in one round trip: the head must be
+    read after the lock is granted (a snapshot taken when the statement started would miss the row)."""
+    deps, fake = make_deps(postgres_url, str(tmp_path / "mail"))
+    first, second = (seed_attempt(deps, fake, attempt_id=name, user=False) for name in ("first", "second"))
+    report = decisions.parse_session(fake.get_session(second))
+    holder = deps.engine.connect()
+    transaction = holder.begin()
+    head = write_outcome(holder, "first", "denied", datetime.now(UTC), None)
+    assert head == audit_log.EMPTY_CHAIN
+    audit_log.append(
+        holder,
+        rules.Decision("denied", "no_face"),
+        attempt_id="first",
+        session_id=first,
+        client_reference_id="first",
+        decided_at=datetime.now(UTC),
+        event_id=None,
+        message_id=None,
+        digest_key=b"k",
+        head=head,
+    )
+    results: list[decisions.Result] = []
+    waiter = Thread(
+        target=lambda: results.append(decisions.record(deps, second, report, event_id=None, message_id=None))
+    )
+    waiter.start()
+    waiter.join(timeout=1.0)
+    assert waiter.is_alive(), "the second decision did not wait for the chain lock"
+    transaction.commit()
+    holder.close()
+    waiter.join(timeout=30)
+    assert [r.status for r in results] == ["denied"]
+    with deps.sessions() as session:
+        rows = session.scalars(select(Decision).order_by(Decision.id)).all()
+    assert [(row.id, row.session_id) for row in rows] == [(1, first), (2, second)]
+    assert rows[1].prev_hash == rows[0].hash

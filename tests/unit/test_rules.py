@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain.flow import build_recovery_flow, validate_flow
 from domain.report import parse_session
@@ -23,6 +25,7 @@ from domain.rules import (
     decide,
     expire,
     normalise_email,
+    reported_emails,
 )
 
 PAYLOADS = Path(__file__).resolve().parent.parent / "payloads"
@@ -582,3 +585,31 @@ def test_expire_honours_the_policy_ttl() -> None:
 )
 def test_normalise_email(value: object, expected: str | None) -> None:
     assert normalise_email(value) == expected
+
+
+# --- reported_emails: what the worker reads with the attempt instead of asking the lookup -------------------
+
+
+def test_reported_emails_are_every_nodes_address_normalised() -> None:
+    extra = (node("second_look", "recognized", {"email": " Carol@Example.NET"}), node("other", "x", {"email": 7}))
+    session = parse_session(payload(email="Alice@Example.com ", extra=extra))
+    assert reported_emails(session) == {"alice@example.com", "carol@example.net"}
+    assert reported_emails(parse_session(payload(email=ABSENT))) == set()
+
+
+@given(
+    email=st.one_of(st.none(), st.text(max_size=40), st.emails(), st.sampled_from([" Alice@Example.com"])),
+    other=st.one_of(st.none(), st.emails()),
+)
+def test_decide_looks_up_only_reported_addresses(email: str | None, other: str | None) -> None:
+    extra = (node("elsewhere", "x", {"email": other}),) if other is not None else ()
+    session = parse_session(payload(email=ABSENT if email is None else email, extra=extra))
+    asked: list[str] = []
+
+    def lookup(address: str) -> str | None:
+        asked.append(address)
+        return USERS.get(address)
+
+    decide(session, attempt(), lookup, CREATED + SECONDS, Policy())
+    assert set(asked) <= reported_emails(session)
+    assert asked or not (email or "").strip()  # the property is not vacuous
