@@ -83,6 +83,7 @@ def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
     ]
     if queues:
         argv += ["--queues", *dict.fromkeys(queues)]
+    os.environ["WORKER_THREADS"] = str(threads)  # the actors' connection pools are sized by it
     _worker_metrics_env()
     os.execv(sys.executable, argv)  # noqa: S606  (the worker becomes Dramatiq's own supervisor)
 

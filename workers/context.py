@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +26,14 @@ from domain.rules import Policy
 # failed stays `sending`, as after a crash. pool_recycle retires connections before the idle timeouts
 # of typical proxies and firewalls. The receiver keeps pool_pre_ping: no retry stands behind it.
 WORKER_POOL = {"pool_pre_ping": False, "pool_recycle": 300}
+# A connection per actor thread stays open: a smaller pool closes what it cannot keep idle whenever
+# most threads wait on FaceSign, and opens new ones (a PostgreSQL backend each) at the next burst.
+# The few extra are for the reconciler and the mail actor's release path.
+POOL_SLACK = 4
+
+
+def worker_pool(threads: int) -> dict[str, Any]:
+    return {**WORKER_POOL, "pool_size": threads + POOL_SLACK, "max_overflow": POOL_SLACK}
 
 
 @dataclass
@@ -39,9 +48,12 @@ class Deps:
     def from_settings(cls, settings: Settings, engine: Engine | None = None) -> Deps:
         return cls(
             settings=settings,
-            engine=engine or make_engine(settings.database_url, **WORKER_POOL),
+            engine=engine or make_engine(settings.database_url, **worker_pool(settings.worker_threads)),
             facesign=FaceSignClient(
-                settings.facesign_api_url, settings.facesign_api_key or "sandbox", timeout=settings.facesign_timeout
+                settings.facesign_api_url,
+                settings.facesign_api_key or "sandbox",
+                timeout=settings.facesign_timeout,
+                pool_size=max(32, settings.worker_threads),
             ),
             mailer=make_mailer(settings.mail_backend, settings.mail_dir, settings.smtp_url),
         )

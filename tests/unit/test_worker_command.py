@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ from click.testing import CliRunner
 
 import cli
 from adapters.broker import MAIL_QUEUE, SESSIONS_QUEUE
+from config import Settings
+from workers.context import Deps
 
 
 @pytest.fixture
@@ -23,6 +26,7 @@ def exec_argv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[list[str]
         "dramatiq_prom_db": str(tmp_path / "metrics"),
         "dramatiq_prom_port": "0",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),  # set by the command: restored after
+        "WORKER_THREADS": "4",
     }.items():
         monkeypatch.setenv(name, value)
     return calls
@@ -38,6 +42,14 @@ def test_by_default_a_worker_consumes_every_queue(exec_argv: list[list[str]]) ->
     [argv] = exec_argv
     assert argv[1:6] == ["-m", "dramatiq", "workers.actors", "--processes", "3"]
     assert "--queues" not in argv and argv[argv.index("--threads") + 1] == "16"
+    assert os.environ["WORKER_THREADS"] == "16"  # what the worker processes size their pools by
+
+
+def test_an_actor_thread_keeps_its_database_connection(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", worker_threads=48)
+    deps = Deps.from_settings(settings)
+    assert deps.engine.pool.size() >= 48  # type: ignore[attr-defined]
+    assert deps.facesign._adapter._pool_maxsize >= 48
 
 
 def test_queues_narrow_a_worker_to_deciding_or_mailing(exec_argv: list[list[str]]) -> None:
