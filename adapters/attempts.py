@@ -60,6 +60,10 @@ _STATUS = (
 )
 # The users whose addresses the session reported come along (no join condition on the attempt: a
 # LEFT JOIN keeps the attempt's row when none is enrolled), saving the rules' lookup a round trip.
+# A fixed number of parameters (unused ones NULL, which matches nothing) keeps the statement's
+# compiled form cached; an expanding IN would be rendered again on every execution.
+PREFETCHED_EMAILS = 2
+_EMAILS = tuple(f"email_{n}" for n in range(PREFETCHED_EMAILS))
 _LOCK = (
     select(
         RecoveryAttempt.id,
@@ -70,7 +74,7 @@ _LOCK = (
         User.id.label("user_id"),
         User.email.label("user_email"),
     )
-    .outerjoin(User, User.email.in_(bindparam("emails", expanding=True)))
+    .outerjoin(User, User.email.in_([bindparam(name, type_=User.email.type) for name in _EMAILS]))
     .where(RecoveryAttempt.session_id == bindparam("session_id"))
     .with_for_update(of=RecoveryAttempt)
 )
@@ -84,12 +88,15 @@ def status_for_session(db: Session | Connection, session_id: str) -> tuple[str, 
 
 def lock_attempt(
     db: Session | Connection, session_id: str, emails: Collection[str] = ()
-) -> tuple[Row[Any] | None, dict[str, Recipient]]:
-    """What deciding needs of the attempt, its row locked until the transaction ends, and the
-    enrolled users among `emails` (normalised addresses), by address."""
-    rows = db.execute(_LOCK, {"session_id": session_id, "emails": list(emails)}).all()
-    users = {row.user_email: Recipient(row.user_id, row.user_email) for row in rows if row.user_id is not None}
-    return (rows[0] if rows else None), users
+) -> tuple[Row[Any] | None, dict[str, Recipient | None]]:
+    """What deciding needs of the attempt, its row locked until the transaction ends, and what is
+    known of up to PREFETCHED_EMAILS of `emails` (normalised): the enrolled user, or None."""
+    asked = sorted(emails)[:PREFETCHED_EMAILS]
+    params = {"session_id": session_id, **dict.fromkeys(_EMAILS)} | dict(zip(_EMAILS, asked, strict=False))
+    rows = db.execute(_LOCK, params).all()
+    known: dict[str, Recipient | None] = dict.fromkeys(asked)
+    known |= {row.user_email: Recipient(row.user_id, row.user_email) for row in rows if row.user_id is not None}
+    return (rows[0] if rows else None), known
 
 
 def to_domain(attempt: RecoveryAttempt | Row[Any]) -> Attempt:

@@ -107,6 +107,8 @@ class FaceSignClient:
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         with requests.Session() as session:
             self._environment = session.merge_environment_settings(self.base_url, {}, False, None, None)
+        # Every GET differs only in its URL: a copy of one prepared request skips re-preparing headers.
+        self._get = requests.Request("GET", self.base_url, headers=self._headers).prepare()
         self._jitter = wait_random_exponential(multiplier=self.policy.backoff_multiplier, max=self.policy.backoff_max)
 
     def create_session(
@@ -153,7 +155,11 @@ class FaceSignClient:
         metrics = vendor_metrics()
         operation = "create_session" if method == "POST" else "get_session"
         started = time.perf_counter()
-        request = requests.Request(method, self.base_url + path, headers=self._headers, **kwargs).prepare()
+        if method == "GET" and not kwargs:
+            request = self._get.copy()
+            request.url = self.base_url + path  # the path's variable part is quoted by the caller
+        else:
+            request = requests.Request(method, self.base_url + path, headers=self._headers, **kwargs).prepare()
         try:
             response = self._adapter.send(request, timeout=self.timeout, **self._environment)
             response.content  # noqa: B018  (read the body whole: the connection goes back to the pool)

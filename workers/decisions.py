@@ -82,12 +82,10 @@ def record(
     now = now or utcnow()
     try:
         with deps.engine.begin() as db:
-            emails = reported_emails(report) if report else set()
-            attempt, enrolled = lock_attempt(db, session_id, emails)
+            attempt, known = lock_attempt(db, session_id, reported_emails(report) if report else ())
             if attempt is None or attempt.status != PENDING:
                 return Result("already_decided")
             found: RecipientsSeen = {}
-            known: KnownUsers = dict.fromkeys(emails) | enrolled
             decision = judge(deps, db, to_domain(attempt), report, now, known, found)
             if decision is None:
                 return Result("not_finished")

@@ -13,7 +13,9 @@ from sqlalchemy import func, select
 
 from adapters import audit_log, outbox
 from adapters.audit_log import to_record
+from adapters.db import transaction
 from adapters.models import Decision, OutgoingMail, RecoveryAttempt, ResetToken
+from adapters.users import add_user
 from domain.audit_chain import GENESIS, chain_hash
 from tests.fakes import make_deps, seed_attempt
 from workers import decisions, mail
@@ -79,6 +81,41 @@ def test_unfinished_and_unknown_sessions_record_nothing(database_url: str, tmp_p
     assert counts(deps) == {"decisions": 0, "reset_tokens": 0, "outgoing_mail": 0}
     with deps.sessions() as db:
         assert db.get(RecoveryAttempt, "att1").status == "pending"  # type: ignore[union-attr]
+
+
+MANY = ("aaa@example.com", "aab@example.com", "aac@example.com")
+
+
+@pytest.mark.parametrize(
+    ("others", "user", "outcome"),
+    [
+        ((), True, ("approved", "verified")),
+        ((), False, ("denied", "matched_face_has_no_local_user")),
+        # More reported addresses than are read with the attempt, the recognised one sorting last:
+        # the rules' lookup then asks the database itself.
+        (("aaa@example.com", "aab@example.com", "aac@example.com"), True, ("approved", "verified")),
+        (
+            ("aaa@example.com", "aab@example.com", "aac@example.com"),
+            False,
+            ("denied", "matched_face_has_no_local_user"),
+        ),
+    ],
+)
+def test_the_recognised_user_is_found_however_many_addresses_the_session_reports(
+    database_url: str, tmp_path: Path, others: tuple[str, ...], user: bool, outcome: tuple[str, str]
+) -> None:
+    deps, fake = make_deps(database_url, str(tmp_path / "mail"))
+    session_id = seed_attempt(deps, fake, user=user)
+    with transaction(deps.sessions) as db:
+        for n, address in enumerate(others):
+            add_user(db, address, user_id=f"other{n}")  # enrolled, but not the face FaceSign recognised
+    nodes = fake.sessions[session_id]["session"]["report"]["nodeReports"]
+    nodes += [{"nodeId": f"extra{n}", "outcome": "x", "report": {"email": a}} for n, a in enumerate(others)]
+    decisions.process_session_event(deps, session_id)
+    with deps.sessions() as db:
+        row = db.scalars(select(Decision)).one()
+    assert (row.outcome, row.reason) == outcome
+    assert row.matched_user_id == ("u_att1" if user else None)
 
 
 def test_denial_issues_no_token(database_url: str, tmp_path: Path) -> None:

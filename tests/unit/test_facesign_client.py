@@ -64,6 +64,28 @@ def test_get_session_sends_auth_and_parses_the_answer() -> None:
 
 
 @responses.activate
+def test_each_get_carries_its_own_url_and_the_same_headers() -> None:
+    for session_id in ("sess_1", "sess_2"):
+        responses.add(responses.GET, f"{SESSIONS}/{session_id}", json={"session": {"id": session_id}})
+    client = make_client(base=BASE + "/")
+    assert [client.get_session(s)["session"]["id"] for s in ("sess_1", "sess_2", "sess_1")] == [
+        "sess_1",
+        "sess_2",
+        "sess_1",
+    ]
+    assert [call.request.url for call in responses.calls] == [
+        f"{SESSIONS}/sess_1",
+        f"{SESSIONS}/sess_2",
+        f"{SESSIONS}/sess_1",
+    ]
+    for call in responses.calls:
+        assert (call.request.headers["Authorization"], call.request.headers["Accept"]) == (
+            "Bearer test-api-key",
+            "application/json",
+        )
+
+
+@responses.activate
 def test_get_session_quotes_the_id_into_one_path_segment() -> None:
     responses.add(responses.GET, f"{SESSIONS}/..%2Fadmin%3Fx%3D1", json=ANSWER)
     assert make_client().get_session("../admin?x=1") == ANSWER
