@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = make_engine(services.database_url)
         try:
             ingest_runs = ingest.run_all(services, log) if "ingest" in parts else []
-            worker_runs = workers.run_all(services, engine, log) if "workers" in parts else []
+            worker_runs, mail_run = workers.run_all(services, engine, log) if "workers" in parts else ([], None)
             end_to_end = e2e.run(services, engine, log) if "e2e" in parts else None
         except Exception:
             print(f"benchmark failed; process logs were in {workdir}:", file=sys.stderr)
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         generator=load.generator(),
         ingest=ingest.summary(ingest_runs),
         workers=worker_runs,
+        mail=mail_run,
         e2e=end_to_end,
         round_ratios=ingest.round_ratios(ingest_runs),
     )
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "latest.md").write_text(text + "\n")
     raw = {"ingest_runs": [asdict(r) for r in ingest_runs], "workers": [asdict(w) for w in worker_runs]}
+    raw["mail"] = asdict(mail_run) if mail_run else None
     raw["e2e"] = asdict(end_to_end) if end_to_end else None
     (args.output / "latest.json").write_text(json.dumps(raw, indent=2) + "\n")
     report.plot(results, args.output / "latest.png")

@@ -1,10 +1,12 @@
 """Worker throughput: decisions/s for processes x threads against the sandbox at 0 and 50 ms latency.
 
-Each configuration runs `facesign-recovery worker` as an operator would, warms it up (every
-thread's first message opens its connections), then times a batch enqueued in one round trip
-from the enqueue until its last audit row is counted. CPU is the worker process tree's user +
-system time over the timed batch, divided by its decisions (so it includes Dramatiq's own
-polling, the reset-email actor and logging).
+Each configuration runs `facesign-recovery worker --queues sessions` (the deciding workers) as an
+operator would, warms it up (every thread's first message opens its connections), then times a
+batch enqueued in one round trip from the enqueue until its last audit row is counted. CPU is the
+worker process tree's user + system time over the timed batch, divided by its decisions (so it
+includes Dramatiq's own polling, enqueueing the reset email and logging). The reset emails those
+decisions queued are then sent by one `worker --queues mail` process, timed and measured the same
+way: each part alone, on the same cores; the end-to-end benchmark runs them together.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from bench.stack import Stack, wait_until
 PROCESSES = (1, 2)
 THREADS = (1, 4, 16)
 LATENCIES_MS = (0, 50)
+MAIL_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,24 @@ def batches() -> dict[str, int]:
     return sizes
 
 
-def run_all(stack: Stack, engine: Engine, log: list[str]) -> list[WorkerRun]:
+@dataclass(frozen=True)
+class MailRun:
+    threads: int
+    emails: int
+    seconds: float
+    cpu_ms_per_email: float
+
+    @property
+    def per_second(self) -> float:
+        return self.emails / self.seconds
+
+
+def worker_argv(processes: int, threads: int, queue: str) -> list[str]:
+    argv = [str(procs.BIN / "facesign-recovery"), "worker", "--processes", str(processes)]
+    return argv + ["--threads", str(threads), "--queues", queue]
+
+
+def run_all(stack: Stack, engine: Engine, log: list[str]) -> tuple[list[WorkerRun], MailRun]:
     runs = []
     for latency in LATENCIES_MS:
         stack.set_latency(latency)
@@ -69,12 +89,29 @@ def run_all(stack: Stack, engine: Engine, log: list[str]) -> list[WorkerRun]:
                 runs.append(run_one(stack, engine, processes, threads, latency))
                 log.append(f"workers {processes}x{threads} @ {latency} ms: {runs[-1].per_second:.0f}/s")
                 print(log[-1], flush=True)
-    return runs
+    mail = run_mail(stack, engine)
+    log.append(f"mail worker 1x{mail.threads}: {mail.per_second:.0f} emails/s")
+    print(log[-1], flush=True)
+    return runs, mail
+
+
+def run_mail(stack: Stack, engine: Engine) -> MailRun:
+    """Sends every reset email the decisions above queued (their messages wait in the mail queue);
+    timed from the first email sent, so that the worker's start-up is not counted."""
+    env = {**stack.env, "dramatiq_prom_port": str(procs.free_port())}
+    sent = stack.emails_sent(engine)
+    with procs.running(worker_argv(1, MAIL_THREADS, "mail"), env, stack.workdir / "mail-worker.log") as mailer:
+        wait_until(lambda: stack.emails_sent(engine) > sent, timeout=60, interval=0.005)
+        sent, cpu_before, started = stack.emails_sent(engine), procs.cpu_seconds(mailer), time.perf_counter()
+        wait_until(lambda: stack.emails_unsent(engine) == 0, timeout=300, interval=0.01)
+        seconds, cpu = time.perf_counter() - started, procs.cpu_seconds(mailer) - cpu_before
+        emails = stack.emails_sent(engine) - sent
+    return MailRun(MAIL_THREADS, emails, seconds, cpu * 1000 / max(emails, 1))
 
 
 def run_one(stack: Stack, engine: Engine, processes: int, threads: int, latency: int) -> WorkerRun:
     key = f"{processes}x{threads}@{latency}"
-    argv = [str(procs.BIN / "facesign-recovery"), "worker", "--processes", str(processes), "--threads", str(threads)]
+    argv = worker_argv(processes, threads, "sessions")
     env = {**stack.env, "dramatiq_prom_port": str(procs.free_port())}
     done, _ = stack.decisions(engine)
     with procs.running(argv, env, stack.workdir / f"worker-{key}.log") as worker:
