@@ -132,3 +132,25 @@ def test_many_concurrent_webhooks_make_exactly_that_many_messages(
 def test_webhooks_get_503_when_redis_is_down(tmp_path: Path) -> None:
     events = SessionEvents(build_broker(DOWN_URL), redis_url=DOWN_URL)
     assert post_concurrently(webhook_app(tmp_path, events), ["sess_a", "sess_b", "sess_c"]) == [503] * 3
+
+
+def test_batches_survive_a_script_cache_flush_and_fill_the_largest_batch(
+    redis_url: str, redis_broker: dramatiq.Broker
+) -> None:
+    """Redis forgets loaded scripts on restart or SCRIPT FLUSH: the next batch loads it again. A full batch
+    (max_batch messages, twice as many script arguments) must fit Lua's unpack too."""
+    events = SessionEvents(redis_broker, redis_url)
+    assert events.group_commit is not None
+    client = redis.Redis.from_url(redis_url)
+    first = enqueue_all(events, [("s0", None)])
+    client.script_flush()
+    many = [(f"s{i}", f"evt_{i}") for i in range(1, 2 * events.group_commit.max_batch + 1)]
+    rest = enqueue_all(events, many)
+    assert not [r for r in first + rest if isinstance(r, BaseException)]
+    namespace = redis_broker.namespace
+    queued = [i.decode() for i in client.lrange(f"{namespace}:{SESSIONS_QUEUE}", 0, -1)]
+    assert len(queued) == len(set(queued)) == 1 + len(many)
+    stored = client.hgetall(f"{namespace}:{SESSIONS_QUEUE}.msgs")
+    assert {key.decode() for key in stored} == set(queued)
+    assert [json.loads(stored[i.encode()])["args"][0] for i in queued] == [f"s{i}" for i in range(len(queued))]
+    assert events.group_commit.batches_written >= 3

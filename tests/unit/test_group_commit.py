@@ -52,8 +52,10 @@ def test_concurrent_puts_share_round_trips_and_all_land_in_dramatiqs_keys() -> N
     server = fakeredis.FakeServer()
     commit = fake_commit(server, max_batch=50)
 
+    messages = [encode_message("q", "a", (str(i),), {}) for i in range(200)]
+    messages_by_id = {rid: data for rid, _, data in messages}
+
     async def scenario() -> list[str]:
-        messages = [encode_message("q", "a", (str(i),), {}) for i in range(200)]
         await asyncio.gather(*(commit.put(rid, data) for rid, _, data in messages))
         await commit.aclose()
         return [rid for rid, _, _ in messages]
@@ -62,30 +64,25 @@ def test_concurrent_puts_share_round_trips_and_all_land_in_dramatiqs_keys() -> N
     client = fakeredis.FakeRedis(server=server)
     assert [i.decode() for i in client.lrange("ns:q", 0, -1)] == ids  # arrival order kept
     assert client.hlen("ns:q.msgs") == 200
+    assert client.hget("ns:q.msgs", ids[7]) == messages_by_id[ids[7]]
     # 200 concurrent callers, batches of at most 50: the first alone, then full batches.
     assert 4 <= commit.batches_written <= 6
 
 
 class StalledClient:
-    """A client whose pipeline waits for `release` and then fails or succeeds."""
+    """A client whose batch script waits for `release` and then fails or succeeds."""
 
     def __init__(self, release: asyncio.Event, fail: bool) -> None:
         self.release, self.fail, self.written = release, fail, 0
 
-    def pipeline(self, transaction: bool = True) -> StalledClient:
-        return self
+    def register_script(self, script: str) -> Any:
+        return self.run
 
-    def hset(self, key: str, mapping: dict[str, bytes]) -> None:
-        self.batch = len(mapping)
-
-    def rpush(self, key: str, *ids: str) -> None:
-        return None
-
-    async def execute(self) -> None:
+    async def run(self, keys: list[str], args: list[Any]) -> None:
         await self.release.wait()
         if self.fail:
             raise ConnectionError("redis went away")
-        self.written += self.batch
+        self.written += len(args) // 2
 
     async def aclose(self) -> None:
         return None
