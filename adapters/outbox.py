@@ -88,9 +88,13 @@ def issue_reset(
     """Store the token's hash and queue the email that carries the token itself (plain INSERTs: the
     returned mail is not attached to the session). Deciding workers go through adapters.outcome."""
     reset = new_reset(attempt_id, user, now, ttl, reset_url)
-    session.execute(_INSERT_TOKEN, reset.token_row)
-    session.execute(_INSERT_MAIL, reset.mail_row)
+    insert_reset(session, reset)
     return OutgoingMail(**reset.mail_row)
+
+
+def insert_reset(db: Session | Connection, reset: Reset) -> None:
+    db.execute(_INSERT_TOKEN, reset.token_row)
+    db.execute(_INSERT_MAIL, reset.mail_row)
 
 
 @dataclass(frozen=True)

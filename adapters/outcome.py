@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Table, bindparam, insert, update
 
 from adapters.audit_log import LOCKED_HEAD, ChainHead, head_of, locked_head
 from adapters.models import OutgoingMail, RecoveryAttempt, ResetToken
-from adapters.outbox import Reset
+from adapters.outbox import Reset, insert_reset
 
 _ATTEMPTS: Table = RecoveryAttempt.__table__  # type: ignore[assignment]
 _TOKENS: Table = ResetToken.__table__  # type: ignore[assignment]
@@ -24,7 +24,8 @@ _MAIL: Table = OutgoingMail.__table__  # type: ignore[assignment]
 
 
 def _inserting(table: Table, prefix: str) -> Any:
-    """An INSERT of every column from parameters named `<prefix><column>` (no name a column has)."""
+    """An INSERT of every column from parameters named `<prefix><column>` (no name a column has), for
+    the one statement on PostgreSQL, whose CTEs share one parameter namespace."""
     return insert(table).values({column.key: bindparam(prefix + column.key) for column in table.columns})
 
 
@@ -49,8 +50,7 @@ def write_outcome(db: Connection, attempt_id: str, status: str, now: datetime, r
     if db.dialect.name != "postgresql":
         db.execute(_SET_STATUS, status_params)
         if reset is not None:
-            db.execute(_INSERT_TOKEN, _prefixed("token_", reset.token_row))
-            db.execute(_INSERT_MAIL, _prefixed("mail_", reset.mail_row))
+            insert_reset(db, reset)
         return locked_head(db)
     if reset is None:
         return head_of(db.execute(_DENY, status_params).first())
