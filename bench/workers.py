@@ -1,8 +1,9 @@
 """Worker throughput: decisions/s for processes x threads against the sandbox at 0 and 50 ms latency.
 
 Each configuration runs `facesign-recovery worker --queues sessions` (the deciding workers) as an
-operator would, warms it up (every thread's first message opens its connections), then times a
-batch enqueued in one round trip from the enqueue until its last audit row is counted. CPU is the
+operator would, with a warm-up (every thread's first message opens its connections) and a batch
+queued behind it in one round trip, and times the batch from the warm-up's last decision until the
+batch's last audit row is counted (see run_one). CPU is the
 worker process tree's user + system time over the timed batch, divided by its decisions (so it
 includes Dramatiq's own polling, enqueueing the reset email and logging). The reset emails those
 decisions queued are then sent by one `worker --queues mail` process, timed and measured the same
@@ -45,10 +46,12 @@ class WorkerRun:
 
 
 def batch_size(processes: int, threads: int, latency_ms: int) -> int:
+    """About 6 s of work at the ideal rate (at most 2,000 messages): long enough that the last
+    messages' tail, when fewer threads than all have work left, is a small share of the time."""
     if latency_ms == 0:
-        return 300
+        return 600
     ideal = processes * threads * 1000 / latency_ms
-    return int(min(800, max(40, ideal * 2.5)))
+    return int(min(2000, max(40, ideal * 6)))
 
 
 def batches() -> dict[str, int]:
@@ -115,13 +118,16 @@ def run_one(stack: Stack, engine: Engine, processes: int, threads: int, latency:
     env = {**stack.env, "dramatiq_prom_port": str(procs.free_port())}
     done, _ = stack.decisions(engine)
     with procs.running(argv, env, stack.workdir / f"worker-{key}.log") as worker:
-        warm = stack.sessions[f"warm {key}"]
-        stack.enqueue(warm)
+        warm, batch = stack.sessions[f"warm {key}"], stack.sessions[key]
+        # The batch is queued behind the warm-up, so the workers never run dry in between: an idle
+        # Dramatiq consumer polls Redis with a growing backoff (up to dramatiq_worker_timeout, 1 s), and
+        # the delay until its next poll is pick-up latency, not throughput. The clock starts when the
+        # warm-up's count of decisions is reached and stops at the batch's last: in a steady stream,
+        # the time between the k-th and the (k+n)-th decision is n decisions' worth, whichever they are.
+        stack.enqueue(warm + batch)
         done += len(warm)
-        wait_until(lambda: stack.decisions(engine)[0] >= done, timeout=60)
-        batch = stack.sessions[key]
+        wait_until(lambda: stack.decisions(engine)[0] >= done, timeout=60, interval=0.002)
         cpu_before, started = procs.cpu_seconds(worker), time.perf_counter()
-        stack.enqueue(batch)
         done += len(batch)
         wait_until(lambda: stack.decisions(engine)[0] >= done, timeout=300, interval=0.01)
         seconds = time.perf_counter() - started
