@@ -1,4 +1,4 @@
-"""The Dramatiq broker, and the one small function the receiver enqueues through."""
+"""The Dramatiq broker, the receiver's enqueueing, and the deciding worker's enqueueing of reset emails."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
-from adapters.group_commit import GroupCommit, GroupCommitError, encode_message
+from adapters.group_commit import ENQUEUE_BATCH, GroupCommit, GroupCommitError, encode_message
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,35 @@ def session_event_message(session_id: str, event_id: str | None) -> dramatiq.Mes
         kwargs={"event_id": event_id},
         options={},
     )
+
+
+class DirectQueue:
+    """`actor.send(*args)` for one actor, for a worker's hot path.
+
+    On Redis: one script call (adapters.group_commit's, with one message) writing what
+    `RedisBroker.enqueue` writes, built by `encode_message`. Dramatiq's own path builds a `Message`,
+    takes two `uuid4()`s (each a getrandom() call, which releases the GIL: in a 16-thread worker,
+    getting it back means waiting behind the other threads) and runs the enqueue hooks, of which
+    ours use none for a fresh message (Prometheus counts only retried ones). Other brokers: `enqueue`.
+    """
+
+    def __init__(self, broker: dramatiq.Broker, queue_name: str, actor_name: str) -> None:
+        self.broker, self.queue_name, self.actor_name = broker, queue_name, actor_name
+        self._script = None
+        if isinstance(broker, RedisBroker):
+            self._script = broker.client.register_script(ENQUEUE_BATCH)
+            self._keys = [f"{broker.namespace}:{queue_name}.msgs", f"{broker.namespace}:{queue_name}"]
+
+    def send(self, *args: Any) -> str:
+        """The message id; raises the broker's error when the message was not taken."""
+        if self._script is None:
+            message = dramatiq.Message(
+                queue_name=self.queue_name, actor_name=self.actor_name, args=args, kwargs={}, options={}
+            )
+            return self.broker.enqueue(message).message_id
+        redis_message_id, message_id, data = encode_message(self.queue_name, self.actor_name, args, {})
+        self._script(keys=self._keys, args=[redis_message_id, data])
+        return message_id
 
 
 class SessionEvents:

@@ -1,4 +1,4 @@
-"""The receiver's group-commit fast path against real Redis, and a stock Dramatiq worker consuming it.
+"""The receiver's group-commit fast path (and the worker's DirectQueue) against real Redis, consumed by stock Dramatiq.
 
 This is the contract that lets the receiver write Dramatiq's Redis keys itself: if a dramatiq
 upgrade changes the layout or the message format, the first test fails.
@@ -18,9 +18,18 @@ import dramatiq
 import httpx
 import pytest
 import redis
+from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
-from adapters.broker import PROCESS_ACTOR, SESSIONS_QUEUE, SessionEvents, build_broker
+from adapters.broker import (
+    MAIL_ACTOR,
+    MAIL_QUEUE,
+    PROCESS_ACTOR,
+    SESSIONS_QUEUE,
+    DirectQueue,
+    SessionEvents,
+    build_broker,
+)
 from adapters.db import make_engine
 from config import Settings
 from domain.flow import build_recovery_flow
@@ -154,3 +163,52 @@ def test_batches_survive_a_script_cache_flush_and_fill_the_largest_batch(
     assert {key.decode() for key in stored} == set(queued)
     assert [json.loads(stored[i.encode()])["args"][0] for i in queued] == [f"s{i}" for i in range(len(queued))]
     assert events.group_commit.batches_written >= 3
+
+
+def test_the_workers_direct_enqueue_is_consumed_by_a_stock_worker_like_actor_send(
+    redis_broker: dramatiq.Broker, redis_url: str, redis_namespace: str
+) -> None:
+    """DirectQueue (the deciding worker's reset-email enqueue) writes the same keys as `actor.send`."""
+    received: list[tuple[str, str]] = []
+
+    def send_reset_email(mail_id: str) -> None:
+        message = CurrentMessage.get_current_message()
+        assert message is not None
+        received.append((mail_id, message.message_id))
+
+    actor = dramatiq.Actor(
+        send_reset_email,
+        broker=redis_broker,
+        actor_name=MAIL_ACTOR,
+        queue_name=MAIL_QUEUE,
+        priority=0,
+        options={"max_retries": 0},
+    )
+    direct = DirectQueue(redis_broker, MAIL_QUEUE, MAIL_ACTOR)
+    direct_ids = [direct.send(f"mail_{i}") for i in range(5)]
+    actor.send("mail_by_actor")
+    client = redis.Redis.from_url(redis_url)
+    stored = {
+        json.loads(v)["args"][0]: json.loads(v) for v in client.hgetall(f"{redis_namespace}:{MAIL_QUEUE}.msgs").values()
+    }
+    assert client.llen(f"{redis_namespace}:{MAIL_QUEUE}") == 6
+    client.close()
+    assert set(stored["mail_0"]) == set(stored["mail_by_actor"])  # the same fields as Dramatiq's own
+    assert stored["mail_0"]["options"].keys() == stored["mail_by_actor"]["options"].keys()
+
+    worker = dramatiq.Worker(redis_broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        redis_broker.join(MAIL_QUEUE, timeout=20_000)
+    finally:
+        worker.stop()
+    assert sorted(mail_id for mail_id, _ in received) == sorted([f"mail_{i}" for i in range(5)] + ["mail_by_actor"])
+    assert set(direct_ids) <= {message_id for _, message_id in received}
+
+
+def test_direct_enqueue_goes_through_the_broker_when_it_is_not_redis() -> None:
+    broker = StubBroker()
+    broker.declare_queue(MAIL_QUEUE)
+    message_id = DirectQueue(broker, MAIL_QUEUE, MAIL_ACTOR).send("mail_1")
+    [message] = [dramatiq.Message.decode(data) for data in broker.queues[MAIL_QUEUE].queue]
+    assert (message.message_id, message.actor_name, message.args) == (message_id, MAIL_ACTOR, ("mail_1",))
