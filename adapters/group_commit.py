@@ -44,6 +44,25 @@ return redis.call('RPUSH', KEYS[2], unpack(ids))
 # Dramatiq's JSONEncoder is `json.dumps(data, separators=(",", ":"))`; one encoder built once gives
 # the same bytes without building an encoder per call.
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+# What that encoder writes for one string (ensure_ascii is on); used directly for the common shapes
+# below, a third of the cost of the encoder's general path for containers.
+_quote = json.encoder.encode_basestring_ascii
+
+
+def _json_args(args: tuple[Any, ...]) -> str:
+    for arg in args:
+        if type(arg) is not str:
+            return _dumps(args)
+    return f"[{','.join(map(_quote, args))}]"
+
+
+def _json_kwargs(kwargs: dict[str, Any]) -> str:
+    parts = []
+    for key, value in kwargs.items():
+        if type(key) is not str or (value is not None and type(value) is not str):
+            return _dumps(kwargs)
+        parts.append(f"{_quote(key)}:{'null' if value is None else _quote(value)}")
+    return f"{{{','.join(parts)}}}"
 
 
 def _uuid4_pair() -> tuple[str, str]:
@@ -75,8 +94,8 @@ def encode_message(
     """
     redis_message_id, message_id = _uuid4_pair()
     data = (
-        f'{{"queue_name":{_dumps(queue_name)},"actor_name":{_dumps(actor_name)},"args":{_dumps(args)},'
-        f'"kwargs":{_dumps(kwargs)},"options":{{"redis_message_id":"{redis_message_id}"}},'
+        f'{{"queue_name":{_dumps(queue_name)},"actor_name":{_dumps(actor_name)},"args":{_json_args(args)},'
+        f'"kwargs":{_json_kwargs(kwargs)},"options":{{"redis_message_id":"{redis_message_id}"}},'
         f'"message_id":"{message_id}","message_timestamp":{int(time.time() * 1000)}}}'
     )
     return redis_message_id, message_id, data.encode()
@@ -148,8 +167,14 @@ class GroupCommit:
         return loop
 
     def _connect(self) -> redis.asyncio.Redis:
+        # One connection: only the one writer task uses it, a batch at a time. The pool's checkout
+        # and return (a lock, a readability check, connection-count bookkeeping) cost ~2.5 µs of
+        # CPU per request at ~16 requests per batch. A broken connection is reopened on the next batch.
         return redis.asyncio.Redis.from_url(
-            self.redis_url, socket_timeout=self.timeout, socket_connect_timeout=min(self.timeout, 3.0)
+            self.redis_url,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=min(self.timeout, 3.0),
+            single_connection_client=True,
         )
 
     async def _drain(self) -> None:

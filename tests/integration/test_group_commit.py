@@ -112,11 +112,15 @@ def webhook_app(tmp_path: Path, events: SessionEvents) -> Any:
     return create_app(services)
 
 
-def post_concurrently(app: Any, session_ids: list[str]) -> list[int]:
+def post_concurrently(app: Any, session_ids: list[str], events: SessionEvents) -> list[int]:
     async def scenario() -> list[int]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
-            responses = await asyncio.gather(*(signed_post(client, s) for s in session_ids))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+                responses = await asyncio.gather(*(signed_post(client, s) for s in session_ids))
+        finally:
+            if events.group_commit is not None:  # its connection belongs to this event loop
+                await events.group_commit.aclose()
         return [r.status_code for r in responses]
 
     return asyncio.run(scenario())
@@ -127,7 +131,7 @@ def test_many_concurrent_webhooks_make_exactly_that_many_messages(
 ) -> None:
     events = SessionEvents(redis_broker, redis_url=redis_url)
     session_ids = [f"sess_{i}" for i in range(300)]
-    statuses = post_concurrently(webhook_app(tmp_path, events), session_ids)
+    statuses = post_concurrently(webhook_app(tmp_path, events), session_ids, events)
     assert statuses == [200] * 300
     client = redis.Redis.from_url(redis_url)
     queue = [i.decode() for i in client.lrange(f"{redis_namespace}:{SESSIONS_QUEUE}", 0, -1)]
@@ -140,7 +144,7 @@ def test_many_concurrent_webhooks_make_exactly_that_many_messages(
 
 def test_webhooks_get_503_when_redis_is_down(tmp_path: Path) -> None:
     events = SessionEvents(build_broker(DOWN_URL), redis_url=DOWN_URL)
-    assert post_concurrently(webhook_app(tmp_path, events), ["sess_a", "sess_b", "sess_c"]) == [503] * 3
+    assert post_concurrently(webhook_app(tmp_path, events), ["sess_a", "sess_b", "sess_c"], events) == [503] * 3
 
 
 def test_batches_survive_a_script_cache_flush_and_fill_the_largest_batch(

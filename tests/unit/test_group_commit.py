@@ -9,6 +9,8 @@ from typing import Any
 import dramatiq
 import fakeredis.aioredis
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.broker import PROCESS_ACTOR, SESSIONS_QUEUE
 from adapters.group_commit import GroupCommit, GroupCommitError, encode_message
@@ -34,6 +36,29 @@ def test_encoded_message_is_byte_for_byte_what_dramatiq_encodes(args: tuple[Any,
     assert data == expected
     decoded = dramatiq.Message.decode(data)
     assert decoded.args == args and decoded.kwargs == kwargs and decoded.message_id == message_id
+
+
+_values = st.one_of(st.text(), st.none(), st.integers(), st.booleans(), st.lists(st.text(), max_size=3))
+
+
+@given(
+    args=st.tuples(_values) | st.tuples(st.text(), st.text()), kwargs=st.dictionaries(st.text(), _values, max_size=4)
+)
+@settings(max_examples=300)
+def test_encoding_matches_dramatiqs_for_any_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """The string-only shortcuts and the general path alike (non-ASCII, quotes, control characters)."""
+    redis_message_id, message_id, data = encode_message(SESSIONS_QUEUE, PROCESS_ACTOR, args, kwargs)
+    fields = json.loads(data)
+    expected = dramatiq.Message(
+        queue_name=SESSIONS_QUEUE,
+        actor_name=PROCESS_ACTOR,
+        args=args,
+        kwargs=kwargs,
+        options={"redis_message_id": redis_message_id},
+        message_id=message_id,
+        message_timestamp=fields["message_timestamp"],
+    ).encode()
+    assert data == expected
 
 
 def test_every_message_gets_fresh_ids() -> None:
