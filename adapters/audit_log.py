@@ -18,7 +18,6 @@ from domain.audit_chain import FIELDS, GENESIS, chain_hash, email_digest, format
 # Any constant works; it names the one lock that serialises appends on PostgreSQL.
 CHAIN_LOCK_KEY = 0x46_53_52_41_55_44_49_54  # "FSRAUDIT"
 PSEUDONYM_SETTING = "audit_pseudonym_key"
-COLUMNS = tuple(column.key for column in Decision.__table__.columns)
 
 # Built once: constructing a statement costs more CPU than its cached compilation.
 _HEAD_LINK = select(Decision.id, Decision.hash).order_by(Decision.id.desc()).limit(1)

@@ -112,6 +112,7 @@ class DirectQueue:
     def __init__(self, broker: dramatiq.Broker, queue_name: str, actor_name: str) -> None:
         self.broker, self.queue_name, self.actor_name = broker, queue_name, actor_name
         self._script = None
+        self._keys: list[str] = []
         if isinstance(broker, RedisBroker):
             self._script = broker.client.register_script(ENQUEUE_BATCH)
             self._keys = [f"{broker.namespace}:{queue_name}.msgs", f"{broker.namespace}:{queue_name}"]

@@ -3,11 +3,11 @@
 Each configuration runs `facesign-recovery worker --queues sessions` (the deciding workers) as an
 operator would, with a warm-up (every thread's first message opens its connections) and a batch
 queued behind it in one round trip, and times the batch from the warm-up's last decision until the
-batch's last audit row is counted (see run_one). CPU is the
-worker process tree's user + system time over the timed batch, divided by its decisions (so it
-includes Dramatiq's own polling, enqueueing the reset email and logging). The reset emails those
-decisions queued are then sent by one `worker --queues mail` process, timed and measured the same
-way: each part alone, on the same cores; the end-to-end benchmark runs them together.
+batch's last audit row is counted (see run_one). CPU is the worker process tree's user + system
+time over the timed batch, divided by its decisions (so it includes Dramatiq's own polling,
+enqueueing the reset email and logging). The reset emails those decisions queued are then sent by
+one `worker --queues mail` process, timed and measured the same way: each part alone, on the same
+cores; the end-to-end benchmark runs them together.
 """
 
 from __future__ import annotations

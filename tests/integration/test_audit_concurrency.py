@@ -6,6 +6,7 @@ import multiprocessing
 from datetime import UTC, datetime
 from pathlib import Path
 from threading import Thread
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select
@@ -90,6 +91,29 @@ def append_one(services: Any, name: str) -> None:
             message_id=None,
             digest_key=b"k",
         )
+
+
+def test_an_appended_row_fills_every_column_of_the_audit_table(database_url: str) -> None:
+    """append() inserts plain values: a column added to the table must be added there too."""
+    _, services, _ = audit_app(database_url, rows=0)
+    now = datetime.now(UTC)
+    with transaction(services.sessions) as session:
+        create_attempt(session, "cols", "sess_cols", [], "https://x", now, 1800)
+        values = audit_log.append(
+            session,
+            rules.Decision("denied", "no_face", session_status="complete", recognition="noFace"),
+            attempt_id="cols",
+            session_id="sess_cols",
+            client_reference_id="cols",
+            decided_at=now,
+            event_id=None,
+            message_id=None,
+            digest_key=b"k",
+        )
+    assert set(values) == {column.key for column in Decision.__table__.columns}
+    with services.sessions() as session:
+        stored = session.scalars(select(Decision)).one()
+    assert audit_log.to_record(stored) == audit_log.to_record(SimpleNamespace(**values))
 
 
 def test_a_cursor_walk_sees_every_row_exactly_once_while_rows_are_appended(database_url: str) -> None:
