@@ -10,7 +10,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,23 @@ def redis_broker(redis_url: str, redis_namespace: str) -> Iterator[dramatiq.Brok
     broker.close()
 
 
+def declare(broker: dramatiq.Broker, fn: Callable[..., None], actor_name: str, queue_name: str) -> dramatiq.Actor:
+    """A stand-in for one of our actors, by its name and queue, run once per message (no retries)."""
+    return dramatiq.Actor(
+        fn, broker=broker, actor_name=actor_name, queue_name=queue_name, priority=0, options={"max_retries": 0}
+    )
+
+
+def drain(broker: dramatiq.Broker, queue_name: str) -> None:
+    """A stock Dramatiq worker runs until the queue is empty."""
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        broker.join(queue_name, timeout=20_000)
+    finally:
+        worker.stop()
+
+
 def enqueue_all(events: SessionEvents, pairs: list[tuple[str, str | None]]) -> list[Any]:
     async def scenario() -> list[Any]:
         try:
@@ -71,26 +88,14 @@ def test_a_stock_dramatiq_worker_runs_the_actor_for_every_message_the_fast_path_
         with lock:
             calls.append(((session_id,), {"event_id": event_id}, message.message_id))
 
-    dramatiq.Actor(
-        process_session_event,
-        broker=redis_broker,
-        actor_name=PROCESS_ACTOR,
-        queue_name=SESSIONS_QUEUE,
-        priority=0,
-        options={"max_retries": 0},
-    )
+    declare(redis_broker, process_session_event, PROCESS_ACTOR, SESSIONS_QUEUE)
     events = SessionEvents(redis_broker, redis_url=redis_url)
     pairs = [(f"sess_{i}", f"evt_{i}" if i % 3 else None) for i in range(60)]
     message_ids = enqueue_all(events, pairs)
     assert not [m for m in message_ids if isinstance(m, BaseException)]
     assert events.group_commit is not None and events.group_commit.batches_written < len(pairs)
 
-    worker = dramatiq.Worker(redis_broker, worker_threads=2, worker_timeout=100)
-    worker.start()
-    try:
-        redis_broker.join(SESSIONS_QUEUE, timeout=20_000)
-    finally:
-        worker.stop()
+    drain(redis_broker, SESSIONS_QUEUE)
     assert sorted((c[0], c[1]) for c in calls) == sorted(((s,), {"event_id": e}) for s, e in pairs)
     assert sorted(c[2] for c in calls) == sorted(message_ids)  # enqueue_async returns Dramatiq's message id
 
@@ -180,14 +185,7 @@ def test_the_workers_direct_enqueue_is_consumed_by_a_stock_worker_like_actor_sen
         assert message is not None
         received.append((mail_id, message.message_id))
 
-    actor = dramatiq.Actor(
-        send_reset_email,
-        broker=redis_broker,
-        actor_name=MAIL_ACTOR,
-        queue_name=MAIL_QUEUE,
-        priority=0,
-        options={"max_retries": 0},
-    )
+    actor = declare(redis_broker, send_reset_email, MAIL_ACTOR, MAIL_QUEUE)
     direct = DirectQueue(redis_broker, MAIL_QUEUE, MAIL_ACTOR)
     direct_ids = [direct.send(f"mail_{i}") for i in range(5)]
     actor.send("mail_by_actor")
@@ -200,12 +198,7 @@ def test_the_workers_direct_enqueue_is_consumed_by_a_stock_worker_like_actor_sen
     assert set(stored["mail_0"]) == set(stored["mail_by_actor"])  # the same fields as Dramatiq's own
     assert stored["mail_0"]["options"].keys() == stored["mail_by_actor"]["options"].keys()
 
-    worker = dramatiq.Worker(redis_broker, worker_threads=2, worker_timeout=100)
-    worker.start()
-    try:
-        redis_broker.join(MAIL_QUEUE, timeout=20_000)
-    finally:
-        worker.stop()
+    drain(redis_broker, MAIL_QUEUE)
     assert sorted(mail_id for mail_id, _ in received) == sorted([f"mail_{i}" for i in range(5)] + ["mail_by_actor"])
     assert set(direct_ids) <= {message_id for _, message_id in received}
 

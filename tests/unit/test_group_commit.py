@@ -16,14 +16,10 @@ from adapters.broker import PROCESS_ACTOR, SESSIONS_QUEUE
 from adapters.group_commit import GroupCommit, GroupCommitError, encode_message
 
 
-@pytest.mark.parametrize(
-    ("args", "kwargs"),
-    [(("sess_1",), {"event_id": "evt_1"}), (('sess_ü"\\',), {"event_id": None}), ((), {})],
-)
-def test_encoded_message_is_byte_for_byte_what_dramatiq_encodes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def dramatiq_encoding(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bytes, bytes, str]:
+    """encode_message's bytes, what RedisBroker.enqueue encodes for the same message (ids and timestamp
+    taken over), and the message id."""
     redis_message_id, message_id, data = encode_message(SESSIONS_QUEUE, PROCESS_ACTOR, args, kwargs)
-    fields = json.loads(data)
-    # What RedisBroker.enqueue encodes for the same message, ids and timestamp taken over.
     expected = dramatiq.Message(
         queue_name=SESSIONS_QUEUE,
         actor_name=PROCESS_ACTOR,
@@ -31,8 +27,17 @@ def test_encoded_message_is_byte_for_byte_what_dramatiq_encodes(args: tuple[Any,
         kwargs=kwargs,
         options={"redis_message_id": redis_message_id},
         message_id=message_id,
-        message_timestamp=fields["message_timestamp"],
+        message_timestamp=json.loads(data)["message_timestamp"],
     ).encode()
+    return data, expected, message_id
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [(("sess_1",), {"event_id": "evt_1"}), (('sess_ü"\\',), {"event_id": None}), ((), {})],
+)
+def test_encoded_message_is_byte_for_byte_what_dramatiq_encodes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    data, expected, message_id = dramatiq_encoding(args, kwargs)
     assert data == expected
     decoded = dramatiq.Message.decode(data)
     assert decoded.args == args and decoded.kwargs == kwargs and decoded.message_id == message_id
@@ -47,17 +52,7 @@ _values = st.one_of(st.text(), st.none(), st.integers(), st.booleans(), st.lists
 @settings(max_examples=300)
 def test_encoding_matches_dramatiqs_for_any_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """The string-only shortcuts and the general path alike (non-ASCII, quotes, control characters)."""
-    redis_message_id, message_id, data = encode_message(SESSIONS_QUEUE, PROCESS_ACTOR, args, kwargs)
-    fields = json.loads(data)
-    expected = dramatiq.Message(
-        queue_name=SESSIONS_QUEUE,
-        actor_name=PROCESS_ACTOR,
-        args=args,
-        kwargs=kwargs,
-        options={"redis_message_id": redis_message_id},
-        message_id=message_id,
-        message_timestamp=fields["message_timestamp"],
-    ).encode()
+    data, expected, _ = dramatiq_encoding(args, kwargs)
     assert data == expected
 
 
