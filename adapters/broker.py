@@ -12,7 +12,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
-from adapters.group_commit import ENQUEUE_BATCH, GroupCommit, GroupCommitError, encode_message
+from adapters.group_commit import ENQUEUE_BATCH, GroupCommit, GroupCommitError, encode_message, queue_keys
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class DirectQueue:
         self._keys: list[str] = []
         if isinstance(broker, RedisBroker):
             self._script = broker.client.register_script(ENQUEUE_BATCH)
-            self._keys = [f"{broker.namespace}:{queue_name}.msgs", f"{broker.namespace}:{queue_name}"]
+            self._keys = list(queue_keys(broker.namespace, queue_name))
 
     def send(self, *args: Any) -> str:
         """The message id; raises the broker's error when the message was not taken."""

@@ -41,6 +41,11 @@ return redis.call('RPUSH', KEYS[2], unpack(ids))
 """
 
 
+def queue_keys(namespace: str, queue_name: str) -> tuple[str, str]:
+    """Dramatiq's Redis keys for a queue: the hash of its messages and the list of their ids."""
+    return f"{namespace}:{queue_name}.msgs", f"{namespace}:{queue_name}"
+
+
 # Dramatiq's JSONEncoder is `json.dumps(data, separators=(",", ":"))`; one encoder built once gives
 # the same bytes without building an encoder per call.
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
@@ -121,8 +126,7 @@ class GroupCommit:
     ) -> None:
         self.redis_url = redis_url
         self._client_factory = client_factory or self._connect
-        self.messages_key = f"{namespace}:{queue_name}.msgs"
-        self.queue_key = f"{namespace}:{queue_name}"
+        self.messages_key, self.queue_key = queue_keys(namespace, queue_name)
         self.max_pending = max_pending
         self.max_batch = max_batch
         self.timeout = timeout

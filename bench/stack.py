@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from adapters.attempts import create_attempt
 from adapters.broker import NAMESPACE, PROCESS_ACTOR, SESSIONS_QUEUE
 from adapters.db import make_engine, session_factory, transaction
-from adapters.group_commit import encode_message
+from adapters.group_commit import encode_message, queue_keys
 from adapters.migrate import upgrade
 from adapters.models import Decision, OutgoingMail
 from adapters.outbox import SENT
@@ -78,8 +78,9 @@ class Stack:
         """Dramatiq messages for these sessions, written in one round trip (as the receiver's group commit does)."""
         pipe = self.redis.pipeline(transaction=True)
         messages = [encode_message(SESSIONS_QUEUE, PROCESS_ACTOR, (s,), {"event_id": None}) for s in session_ids]
-        pipe.hset(f"{NAMESPACE}:{SESSIONS_QUEUE}.msgs", mapping={rid: data for rid, _, data in messages})
-        pipe.rpush(f"{NAMESPACE}:{SESSIONS_QUEUE}", *(rid for rid, _, _ in messages))
+        messages_key, queue_key = queue_keys(NAMESPACE, SESSIONS_QUEUE)
+        pipe.hset(messages_key, mapping={rid: data for rid, _, data in messages})
+        pipe.rpush(queue_key, *(rid for rid, _, _ in messages))
         pipe.execute()
 
     def emails_sent(self, engine: Engine) -> int:
