@@ -1,10 +1,16 @@
-"""A decision's writes besides its audit row, ending with the audit chain's lock and head.
+"""A decision's writes: the attempt's new status, for an approval the reset token and the outgoing
+mail, and the audit row, all or nothing, and only while the attempt is still pending.
 
-On PostgreSQL they are one statement: the attempt's new status, and for an approval the reset
-token and the outgoing mail, as data-modifying CTEs of the chain-head query. Each statement is a
-network round trip and a good share of a worker's CPU, and these writes need no answer, so one
-round trip does for what took five. SQLite (no data-modifying CTEs, no network) runs them one by
-one; there, the transaction's BEGIN IMMEDIATE already holds the chain's lock.
+On PostgreSQL they are one statement, run outside a transaction (atomic on its own): the status
+UPDATE, guarded by `status = 'pending'`, and the token and mail INSERTs are data-modifying CTEs,
+and the audit row is inserted for the UPDATE's row, linked to the chain's head in the statement
+itself (audit_log.linked_insert). The chain lock, which serialises every decision, is then held
+for the statement's execution and commit only. Taken by one statement and released by a later
+COMMIT, it was held across two round trips and the worker thread's waits for the GIL in between,
+and it bounded the decisions per second of all workers together.
+
+SQLite (no data-modifying CTEs, no network) runs the statements one by one in the caller's
+transaction, whose BEGIN IMMEDIATE already holds the database's one write lock.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, update
+from sqlalchemy import BigInteger, Connection, Table, bindparam, insert, literal_column, select, update
 
-from adapters.audit_log import LOCKED_HEAD, ChainHead, head_of, locked_head
+from adapters import audit_log
+from adapters.attempts import PENDING
 from adapters.models import OutgoingMail, RecoveryAttempt, ResetToken
 from adapters.outbox import Reset, insert_reset
 
@@ -22,40 +29,49 @@ _ATTEMPTS: Table = RecoveryAttempt.__table__  # type: ignore[assignment]
 _TOKENS: Table = ResetToken.__table__  # type: ignore[assignment]
 _MAIL: Table = OutgoingMail.__table__  # type: ignore[assignment]
 
-
-def _inserting(table: Table, prefix: str) -> Any:
-    """An INSERT of every column from parameters named `<prefix><column>` (no name a column has), for
-    the one statement on PostgreSQL, whose CTEs share one parameter namespace."""
-    return insert(table).values({column.key: bindparam(prefix + column.key) for column in table.columns})
-
-
 # Built once: constructing a statement costs more CPU than its cached compilation.
 _SET_STATUS = (
     update(_ATTEMPTS)
-    .where(_ATTEMPTS.c.id == bindparam("attempt_key"))
+    .where(_ATTEMPTS.c.id == bindparam("attempt_key"), _ATTEMPTS.c.status == PENDING)
     .values(status=bindparam("attempt_status"), decided_at=bindparam("attempt_decided_at"))
 )
-_INSERT_TOKEN = _inserting(_TOKENS, "token_")
-_INSERT_MAIL = _inserting(_MAIL, "mail_")
-_DENY = LOCKED_HEAD.add_cte(_SET_STATUS.cte("set_status"))
-_APPROVE = LOCKED_HEAD.add_cte(
-    _SET_STATUS.cte("set_status"), _INSERT_TOKEN.cte("new_token"), _INSERT_MAIL.cte("new_mail")
-)
 
 
-def write_outcome(db: Connection, attempt_id: str, status: str, now: datetime, reset: Reset | None) -> ChainHead:
-    """Inside the decision's transaction. Returns the chain's head, read under the chain lock that is
-    now held to the commit: the audit row (audit_log.append with `head=`) is the last write."""
+def _one_statement(approve: bool) -> Any:
+    set_status = _SET_STATUS.returning(literal_column(str(audit_log.CHAIN_LOCK_KEY), BigInteger).label("lock_key")).cte(
+        "set_status"
+    )
+    ctes = [set_status]
+    if approve:  # one row each, for the status UPDATE's one row (none when the attempt was decided)
+        for table, prefix in ((_TOKENS, "token_"), (_MAIL, "mail_")):
+            values = select(*(bindparam(prefix + c.key, type_=c.type) for c in table.columns)).select_from(set_status)
+            ctes.append(insert(table).from_select([c.key for c in table.columns], values).cte(f"new_{table.name}"))
+    return audit_log.linked_insert(set_status, "audit_").add_cte(*ctes)
+
+
+_DENY, _APPROVE = _one_statement(approve=False), _one_statement(approve=True)
+
+
+def write_decision(
+    db: Connection, attempt_id: str, status: str, now: datetime, reset: Reset | None, audit: dict[str, Any]
+) -> int | None:
+    """Write it all unless the attempt is no longer pending. `audit`: audit_log.new_row()'s values.
+    Returns the audit row's id, or None when another decision came first (and nothing was written).
+
+    On PostgreSQL, `db` is outside a transaction (adapters.db.autocommit); on SQLite, inside one.
+    """
     status_params = {"attempt_key": attempt_id, "attempt_status": status, "attempt_decided_at": now}
     if db.dialect.name != "postgresql":
-        db.execute(_SET_STATUS, status_params)
+        if not db.execute(_SET_STATUS, status_params).rowcount:  # type: ignore[attr-defined]
+            return None
         if reset is not None:
             insert_reset(db, reset)
-        return locked_head(db)
-    if reset is None:
-        return head_of(db.execute(_DENY, status_params).first())
-    params = status_params | _prefixed("token_", reset.token_row) | _prefixed("mail_", reset.mail_row)
-    return head_of(db.execute(_APPROVE, params).first())
+        return int(audit_log.insert_linked(db, audit, audit_log.locked_head(db))["id"])
+    params = status_params | _prefixed("audit_", audit) | audit_log.chain_parameters(audit)
+    if reset is not None:
+        params |= _prefixed("token_", reset.token_row) | _prefixed("mail_", reset.mail_row)
+    row = db.execute(_APPROVE if reset is not None else _DENY, params).first()
+    return int(row.id) if row else None
 
 
 def _prefixed(prefix: str, row: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,11 +64,27 @@ def find_user_id(session: Session, normal_email: str) -> str | None:
 
 
 _RECIPIENT = select(User.id, User.email).where(User.email == bindparam("email"))
+# A fixed number of parameters (unused ones NULL, which matches nothing) keeps the statement's
+# compiled form cached; an expanding IN would be rendered again on every execution.
+PREFETCHED = 2
+_NAMES = tuple(f"email_{n}" for n in range(PREFETCHED))
+_RECIPIENTS = select(User.id, User.email).where(User.email.in_([bindparam(n, type_=User.email.type) for n in _NAMES]))
 
 
 def find_recipient(db: Session | Connection, normal_email: str) -> Recipient | None:
     row = db.execute(_RECIPIENT, {"email": normal_email}).first()
     return Recipient(row.id, row.email) if row else None
+
+
+def recipients(db: Session | Connection, normal_emails: Collection[str]) -> dict[str, Recipient | None]:
+    """For up to PREFETCHED of `normal_emails`, in one statement: the enrolled user, or None."""
+    asked = sorted(normal_emails)[:PREFETCHED]
+    if not asked:
+        return {}
+    params = dict.fromkeys(_NAMES) | dict(zip(_NAMES, asked, strict=False))
+    known: dict[str, Recipient | None] = dict.fromkeys(asked)
+    known |= {row.email: Recipient(row.id, row.email) for row in db.execute(_RECIPIENTS, params)}
+    return known
 
 
 def all_users(session: Session) -> Iterable[User]:

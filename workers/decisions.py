@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from adapters import audit_log, outbox
-from adapters.attempts import PENDING, lock_attempt, status_for_session, to_domain
+from adapters.attempts import PENDING, for_deciding, to_domain
 from adapters.db import autocommit
 from adapters.facesign import FaceSignNotFound
-from adapters.outcome import write_outcome
-from adapters.users import Recipient, find_recipient
+from adapters.outcome import write_decision
+from adapters.users import Recipient, find_recipient, recipients
 from domain.report import SessionReport, parse_session
 from domain.rules import Attempt, Decision, decide, expire, reported_emails
 from workers.context import Deps
@@ -46,23 +47,22 @@ def process_session_event(
         # PostgreSQL fail the query, and the message would be retried into the dead-letter queue).
         log.warning("session id of %d characters is not one we issue; dropped", len(session_id))
         return Result("unknown_session")
-    # Not redundant with record()'s locked check: this one keeps a decided attempt from being
-    # fetched from FaceSign again. One read, outside a transaction.
+    # Read before the FaceSign call, so that a decided attempt is not fetched again, and handed to
+    # record(), whose writes check that it is still pending. One read, outside a transaction.
     with autocommit(deps.engine) as connection:
-        state = status_for_session(connection, session_id)
-    if state is None:
+        attempt = for_deciding(connection, session_id)
+    if attempt is None:
         log.info("session %s: no recovery attempt of ours; dropped", session_id)
         return Result("unknown_session")
-    status, pending_mail = state
-    if status != PENDING:
+    if attempt.status != PENDING:
         # A redelivery after a crash between commit and the mail enqueue heals the mail here.
-        return Result("already_decided", pending_mail)
+        return Result("already_decided", attempt.pending_mail_id)
     try:
         report = parse_session(deps.facesign.get_session(session_id))
     except FaceSignNotFound:
         log.warning("session %s: FaceSign does not know it; left for the reconciler", session_id)
         return Result("vendor_unknown")
-    return record(deps, session_id, report, event_id=event_id, message_id=message_id)
+    return record(deps, session_id, report, event_id=event_id, message_id=message_id, attempt=attempt)
 
 
 def record(
@@ -73,28 +73,28 @@ def record(
     event_id: str | None,
     message_id: str | None,
     now: datetime | None = None,
+    attempt: Row[Any] | None = None,
 ) -> Result:
-    """One transaction: audit row, attempt status and, when approved, reset token and outbox mail.
+    """Audit row, attempt status and, when approved, reset token and outbox mail: all or nothing,
+    and nothing once the attempt is decided (adapters.outcome).
 
-    With `report=None` (the vendor could not say) only the expiry rule can decide. Core statements
-    on a connection, not the ORM session: the same SQL in one transaction, for far less CPU.
+    With `report=None` (the vendor could not say) only the expiry rule can decide. `attempt`: what
+    `for_deciding()` read, when the caller has it. On PostgreSQL, three statements at most, each
+    atomic on its own (the attempt, the reported users, the writes); on SQLite, one transaction.
     """
     now = now or utcnow()
     try:
-        with deps.engine.begin() as db:
-            attempt, known = lock_attempt(db, session_id, reported_emails(report) if report else ())
+        with autocommit(deps.engine) as db:
+            attempt = attempt or for_deciding(db, session_id)
             if attempt is None or attempt.status != PENDING:
                 return Result("already_decided")
             found: RecipientsSeen = {}
+            known: KnownUsers = recipients(db, reported_emails(report)) if report else {}
             decision = judge(deps, db, to_domain(attempt), report, now, known, found)
             if decision is None:
                 return Result("not_finished")
-            digest_key = deps.digest_key(db)  # read once per process, before the chain lock is taken
             reset = new_reset(deps, attempt.id, decision, found, now)
-            status = STATUS_BY_REASON.get(decision.reason, decision.outcome)
-            head = write_outcome(db, attempt.id, status, now, reset)
-            audit_log.append(
-                db,
+            audit = audit_log.new_row(
                 decision,
                 attempt_id=attempt.id,
                 session_id=session_id,
@@ -102,9 +102,11 @@ def record(
                 decided_at=now,
                 event_id=event_id,
                 message_id=message_id,
-                digest_key=digest_key,
-                head=head,
+                digest_key=deps.digest_key(db),  # read once per process
             )
+            status = STATUS_BY_REASON.get(decision.reason, decision.outcome)
+            if write_decision(db, attempt.id, status, now, reset, audit) is None:
+                return Result("already_decided")
     except IntegrityError:
         # Another worker decided this session between our check and our insert: its row stands.
         log.info("session %s: decided concurrently by another worker", session_id)
@@ -122,8 +124,8 @@ def judge(
     known: KnownUsers,
     found: RecipientsSeen,
 ) -> Decision | None:
-    """The rules' verdict. Their user lookup is answered from `known` (read with the attempt) and
-    a user it finds is kept in `found`, so approval reads no row again."""
+    """The rules' verdict. Their user lookup is answered from `known` (read beforehand, in one
+    statement) and a user it finds is kept in `found`, so approval reads no row again."""
     if report is None:
         return expire(attempt, now, deps.policy)
 

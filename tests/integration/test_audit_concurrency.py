@@ -15,8 +15,7 @@ from adapters import audit_log
 from adapters.attempts import create_attempt
 from adapters.db import make_engine, transaction
 from adapters.mailer import FileMailer
-from adapters.models import Decision
-from adapters.outcome import write_outcome
+from adapters.models import Decision, RecoveryAttempt
 from config import Settings
 from domain import rules
 from tests.fakes import FakeFaceSign, make_deps, seed_attempt
@@ -143,14 +142,14 @@ def test_a_cursor_walk_sees_every_row_exactly_once_while_rows_are_appended(datab
 def test_a_decision_waiting_for_the_chain_lock_links_to_the_row_committed_meanwhile(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    """The outcome statement takes the chain lock and reads the head in one round trip: the head must be
-    read after the lock is granted (a snapshot taken when the statement started would miss the row)."""
+    """The decision's one statement takes the chain lock and reads the head: the head must be read after
+    the lock is granted (a snapshot taken when the statement started would miss the row)."""
     deps, fake = make_deps(postgres_url, str(tmp_path / "mail"))
     first, second = (seed_attempt(deps, fake, attempt_id=name, user=False) for name in ("first", "second"))
     report = decisions.parse_session(fake.get_session(second))
     holder = deps.engine.connect()
     transaction = holder.begin()
-    head = write_outcome(holder, "first", "denied", datetime.now(UTC), None)
+    head = audit_log.locked_head(holder)
     assert head == audit_log.EMPTY_CHAIN
     audit_log.append(
         holder,
@@ -179,3 +178,28 @@ def test_a_decision_waiting_for_the_chain_lock_links_to_the_row_committed_meanwh
         rows = session.scalars(select(Decision).order_by(Decision.id)).all()
     assert [(row.id, row.session_id) for row in rows] == [(1, first), (2, second)]
     assert rows[1].prev_hash == rows[0].hash
+
+
+def test_a_decision_waiting_for_its_attempt_does_not_hold_the_chain_lock(postgres_url: str, tmp_path: Path) -> None:
+    """The statement locks the attempt's row before it takes the chain lock: while one decision waits
+    for its attempt (held here by another transaction), decisions of other attempts go on."""
+    deps, fake = make_deps(postgres_url, str(tmp_path / "mail"))
+    blocked, free = (seed_attempt(deps, fake, attempt_id=name, user=False) for name in ("blocked", "free"))
+    holder = deps.engine.connect()
+    transaction = holder.begin()
+    holder.execute(select(RecoveryAttempt).where(RecoveryAttempt.id == "blocked").with_for_update())
+    results: list[decisions.Result] = []
+    waiter = Thread(target=lambda: results.append(decisions.process_session_event(deps, blocked)))
+    waiter.start()
+    try:
+        waiter.join(timeout=1.0)
+        assert waiter.is_alive(), "the decision did not wait for its attempt's row"
+        other = Thread(target=lambda: results.append(decisions.process_session_event(deps, free)))
+        other.start()
+        other.join(timeout=10)
+        assert [r.status for r in results] == ["denied"], "another attempt's decision waited for the chain lock"
+    finally:
+        transaction.commit()
+        holder.close()
+        waiter.join(timeout=30)
+    assert [r.status for r in results] == ["denied", "denied"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from threading import Barrier, Thread
 
@@ -16,6 +17,7 @@ from adapters.audit_log import to_record
 from adapters.db import transaction
 from adapters.models import Decision, OutgoingMail, RecoveryAttempt, ResetToken
 from adapters.users import add_user
+from domain import rules
 from domain.audit_chain import GENESIS, chain_hash
 from tests.fakes import make_deps, seed_attempt
 from workers import decisions, mail
@@ -126,21 +128,28 @@ def test_denial_issues_no_token(database_url: str, tmp_path: Path) -> None:
     assert counts(deps) == {"decisions": 1, "reset_tokens": 0, "outgoing_mail": 0}
 
 
-def test_a_failure_midway_leaves_nothing(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_audit_row_that_cannot_be_written_leaves_nothing(database_url: str, tmp_path: Path) -> None:
+    """The audit row is the last write (on PostgreSQL, of one statement): when it fails, the attempt's
+    status, the token and the mail written before it are undone."""
     deps, fake = make_deps(database_url, str(tmp_path / "mail"))
     session_id = seed_attempt(deps, fake)
-
-    def broken(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr(audit_log, "append", broken)  # after the attempt, token and mail are written
-    with pytest.raises(RuntimeError):
-        decisions.process_session_event(deps, session_id)
-    assert counts(deps) == {"decisions": 0, "reset_tokens": 0, "outgoing_mail": 0}
+    seed_attempt(deps, fake, attempt_id="att2", user=False)
+    with transaction(deps.sessions) as db:  # a row that takes att1's session id: att1's own cannot be added
+        audit_log.append(
+            db,
+            rules.Decision("denied", "no_face"),
+            attempt_id="att2",
+            session_id=session_id,
+            client_reference_id=None,
+            decided_at=datetime.now(UTC),
+            event_id=None,
+            message_id=None,
+            digest_key=b"k",
+        )
+    assert decisions.process_session_event(deps, session_id).status == "already_decided"
+    assert counts(deps) == {"decisions": 1, "reset_tokens": 0, "outgoing_mail": 0}
     with deps.sessions() as db:
         assert db.get(RecoveryAttempt, "att1").status == "pending"  # type: ignore[union-attr]
-    monkeypatch.undo()
-    assert decisions.process_session_event(deps, session_id).status == "approved"  # the retry succeeds
 
 
 def test_racing_workers_make_one_decision_and_one_email(database_url: str, tmp_path: Path) -> None:
