@@ -82,35 +82,16 @@ def head(session: Session) -> Decision | None:
 
 
 def append(
-    session: Session | Connection,
-    decision: rules.Decision,
-    *,
-    attempt_id: str,
-    session_id: str,
-    client_reference_id: str | None,
-    decided_at: datetime,
-    event_id: str | None,
-    message_id: str | None,
-    digest_key: bytes,
-    head: ChainHead | None = None,
+    session: Session | Connection, decision: rules.Decision, *, head: ChainHead | None = None, **fields: Any
 ) -> dict[str, Any]:
     """Append one row under the chain lock; the caller's transaction commits it with everything else.
+    `fields`: `new_row()`'s keyword arguments.
 
     The chain lock is held from here (or from the caller's `locked_head()`, whose answer is `head`)
     to the caller's commit, so callers write everything else first. Returns the row's columns as
     inserted. (Deciding workers on PostgreSQL append in one statement instead: adapters.outcome.)
     """
-    values = new_row(
-        decision,
-        attempt_id=attempt_id,
-        session_id=session_id,
-        client_reference_id=client_reference_id,
-        decided_at=decided_at,
-        event_id=event_id,
-        message_id=message_id,
-        digest_key=digest_key,
-    )
-    return insert_linked(session, values, head or locked_head(session))
+    return insert_linked(session, new_row(decision, **fields), head or locked_head(session))
 
 
 def new_row(
