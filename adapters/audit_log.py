@@ -167,7 +167,7 @@ def linked_insert(after: Any, prefix: str) -> Insert:
     table: Table = Decision.__table__  # type: ignore[assignment]
     columns = [computed.get(c.key, bindparam(prefix + c.key, type_=c.type)) for c in table.columns]
     rows = select(*columns).select_from(after.outerjoin(head, true()))
-    return insert(table).from_select([c.key for c in table.columns], rows).returning(table.c.id, table.c.hash)
+    return insert(table).from_select([c.key for c in table.columns], rows).returning(table.c.id)
 
 
 def to_record(row: Decision | Row[Any] | SimpleNamespace) -> dict[str, Any]:

@@ -54,24 +54,24 @@ _DENY, _APPROVE = _one_statement(approve=False), _one_statement(approve=True)
 
 def write_decision(
     db: Connection, attempt_id: str, status: str, now: datetime, reset: Reset | None, audit: dict[str, Any]
-) -> int | None:
+) -> bool:
     """Write it all unless the attempt is no longer pending. `audit`: audit_log.new_row()'s values.
-    Returns the audit row's id, or None when another decision came first (and nothing was written).
+    False when another decision came first (and nothing was written).
 
     On PostgreSQL, `db` is outside a transaction (adapters.db.autocommit); on SQLite, inside one.
     """
     status_params = {"attempt_key": attempt_id, "attempt_status": status, "attempt_decided_at": now}
     if db.dialect.name != "postgresql":
         if not db.execute(_SET_STATUS, status_params).rowcount:  # type: ignore[attr-defined]
-            return None
+            return False
         if reset is not None:
             insert_reset(db, reset)
-        return int(audit_log.insert_linked(db, audit, audit_log.locked_head(db))["id"])
+        audit_log.insert_linked(db, audit, audit_log.locked_head(db))
+        return True
     params = status_params | _prefixed("audit_", audit) | audit_log.chain_parameters(audit)
     if reset is not None:
         params |= _prefixed("token_", reset.token_row) | _prefixed("mail_", reset.mail_row)
-    row = db.execute(_APPROVE if reset is not None else _DENY, params).first()
-    return int(row.id) if row else None
+    return db.execute(_APPROVE if reset is not None else _DENY, params).first() is not None
 
 
 def _prefixed(prefix: str, row: dict[str, Any]) -> dict[str, Any]:

@@ -105,7 +105,7 @@ def record(
                 digest_key=deps.digest_key(db),  # read once per process
             )
             status = STATUS_BY_REASON.get(decision.reason, decision.outcome)
-            if write_decision(db, attempt.id, status, now, reset, audit) is None:
+            if not write_decision(db, attempt.id, status, now, reset, audit):
                 return Result("already_decided")
     except IntegrityError:
         # Another worker decided this session between our check and our insert: its row stands.
