@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from prometheus_client import Counter, Histogram
@@ -87,6 +89,37 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date; fall back to our own backoff
 
 
+class SettledTlsAdapter(requests.adapters.HTTPAdapter):
+    """requests' transport adapter, working each connection pool's TLS settings out once.
+
+    requests works them out again on every request, and with a CA bundle configured (the
+    environment's `REQUESTS_CA_BUNDLE`, say) it stats the bundle up to three times doing it, the
+    same answer each time. Each system call hands the GIL over, and in a busy worker taking it back
+    waits behind the other threads. The answers are kept per scheme and host, TLS settings and
+    client certificate; the checks of a pool's certificate settings, per pool.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pool_keys: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._checked: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        url = urlsplit(request.url or "")
+        key = (url.scheme, url.netloc, verify, cert)
+        if key not in self._pool_keys:
+            self._pool_keys[key] = super().build_connection_pool_key_attributes(request, verify, cert)
+        host_params, pool_kwargs = self._pool_keys[key]
+        return dict(host_params), dict(pool_kwargs)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        if self._checked.get(conn) != (verify, cert):
+            super().cert_verify(conn, url, verify, cert)
+            self._checked[conn] = (verify, cert)
+
+
 class FaceSignClient:
     def __init__(
         self,
@@ -103,7 +136,7 @@ class FaceSignClient:
         # The transport adapter is called directly: Session.request would re-read the proxy and CA
         # variables from the environment, look for a .netrc and run the cookie machinery on every
         # call, which cost more CPU than the request itself. The environment is read once, here.
-        self._adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self._adapter = SettledTlsAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         with requests.Session() as session:
             self._environment = session.merge_environment_settings(self.base_url, {}, False, None, None)
