@@ -88,6 +88,7 @@ def test_the_ca_bundle_is_looked_up_once_and_still_verifies_every_connection(
     assert client.get_session("sess_1") == {"session": {"id": "sess_1"}}
     first = list(stats)
     assert first and set(first) == {str(bundle)}  # requests' own checks, on the first request
+    # The server closes each connection (HTTP/1.0), so each GET is a new TLS handshake, verified.
     for n in range(2, 7):
         assert client.get_session(f"sess_{n}") == {"session": {"id": f"sess_{n}"}}
     assert stats == first
@@ -95,19 +96,19 @@ def test_the_ca_bundle_is_looked_up_once_and_still_verifies_every_connection(
 
 
 def test_a_server_the_bundle_does_not_vouch_for_is_refused(
-    api: str, tmp_path: Path, stats: list[str], monkeypatch: pytest.MonkeyPatch
+    api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bundle = tmp_path / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(bundle))
     client = client_trusting(bundle, api, monkeypatch)
-    for _ in range(2):  # the first request's answer is not kept for the next: each fails alike
+    for _ in range(2):  # the second goes by the settings kept from the first, and is refused alike
         with pytest.raises(FaceSignTransient):
             client.get_session("sess_1")
     client.close()
 
 
 def test_a_ca_bundle_that_is_missing_fails_every_request(
-    api: str, tmp_path: Path, stats: list[str], monkeypatch: pytest.MonkeyPatch
+    api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = client_trusting(tmp_path / "absent.pem", api, monkeypatch)
     for _ in range(2):
