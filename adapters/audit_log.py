@@ -36,7 +36,7 @@ PSEUDONYM_SETTING = "audit_pseudonym_key"
 # Built once: constructing a statement costs more CPU than its cached compilation.
 _HEAD_LINK = select(Decision.id, Decision.hash).order_by(Decision.id.desc()).limit(1)
 _CHAIN_HEAD = func.audit_chain_head(CHAIN_LOCK_KEY).table_valued("head_id", "head_hash")
-LOCKED_HEAD = select(_CHAIN_HEAD.c.head_id, _CHAIN_HEAD.c.head_hash)  # PostgreSQL: see locked_head()
+_LOCKED_HEAD = select(_CHAIN_HEAD.c.head_id, _CHAIN_HEAD.c.head_hash)  # PostgreSQL: see locked_head()
 _INSERT = insert(Decision.__table__)
 
 
@@ -69,11 +69,8 @@ def locked_head(db: Session | Connection) -> ChainHead:
     database's one write lock.
     """
     dialect = db.get_bind().dialect if isinstance(db, Session) else db.dialect
-    statement = LOCKED_HEAD if dialect.name == "postgresql" else _HEAD_LINK
-    return head_of(db.execute(statement).first())
-
-
-def head_of(row: Row[Any] | None) -> ChainHead:
+    statement = _LOCKED_HEAD if dialect.name == "postgresql" else _HEAD_LINK
+    row = db.execute(statement).first()
     return ChainHead(row[0], row[1]) if row else EMPTY_CHAIN
 
 
