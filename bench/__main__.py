@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     parts = set(args.only or ("ingest", "workers", "e2e"))
     started, clock, load_before = datetime.now(UTC), time.perf_counter(), procs.load_average()
+    speed_before = procs.python_speed()
     batches = {"ingest": 1}
     if "workers" in parts:
         batches.update(workers.batches())
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         machine=report.machine(),
         load_before=load_before,
         load_after=procs.load_average(),
+        python_speed=(speed_before, procs.python_speed()),
         generator=load.generator(),
         ingest=ingest.summary(ingest_runs),
         workers=worker_runs,

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import timeit
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,3 +98,9 @@ def peak_rss_mib(pid: int) -> float:
 
 def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def python_speed() -> float:
+    """Microseconds this machine takes for one fixed piece of pure Python (best of 5): the CPU figures of
+    runs on different machines, or of one shared machine at different times, compare through it."""
+    return min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6
