@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         started=started.strftime("%Y-%m-%d %H:%M UTC"),
         seconds=time.perf_counter() - clock,
         machine=report.machine(),
+        cores=os.cpu_count() or 1,
         load_before=load_before,
         load_after=procs.load_average(),
         python_speed=(speed_before, procs.python_speed()),

@@ -88,6 +88,13 @@ def cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """CPU time every core of the machine spent busy so far (user, nice, system, interrupts): all the
+    processes, the worker's, PostgreSQL's, Redis's, the sandbox's and the bench's own."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq
+
+
 def peak_rss_mib(pid: int) -> float:
     """The kernel's high-water mark of the process's resident set (VmHWM), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
