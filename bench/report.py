@@ -65,12 +65,10 @@ def capacity_note(runs: list[WorkerRun], cores: int) -> list[str]:
     measured, would keep more cores busy than the machine has."""
     needs = []
     for r in runs:
-        busy = TARGET * r.ideal * r.machine_cpu_ms_per_decision / 1000 if r.ideal else 0.0
-        if r.ideal and busy > cores:
-            needs.append(
-                f"{r.processes} x {r.threads}: {TARGET * r.ideal:,.0f}/s x {r.machine_cpu_ms_per_decision:.1f} ms "
-                f"= {busy:.1f} cores"
-            )
+        asked, ms = TARGET * (r.ideal or 0), r.machine_cpu_ms_per_decision  # decisions/s: none asked at 0 ms
+        busy = asked * ms / 1000
+        if busy > cores:
+            needs.append(f"{r.processes} x {r.threads}: {asked:,.0f}/s x {ms:.1f} ms = {busy:.1f} cores")
     if not needs:
         return []
     return [
