@@ -30,6 +30,7 @@ class Settings:
     webhook_tolerance: int = 300
     webhook_max_bytes: int = 262144
     public_base_url: str = "http://127.0.0.1:8000"
+    public_base_url_given: bool = False  # unset, `serve` derives it from where it listens
     reset_url_template: str = "{PUBLIC_BASE_URL}/reset?token={token}"
     reset_token_ttl: int = 900
     attempt_ttl: int = 1800
@@ -47,9 +48,14 @@ class Settings:
     recoveries_per_minute: int = 10
     flow_file: str | None = None
     facesign_frame_origin: str | None = None
-    # Redis broker tuning, justified in adapters/broker.py: a crashed worker's messages come back in seconds.
+    # Redis broker tuning, justified in adapters/queue/broker.py: a crashed worker's messages come back in seconds.
     dramatiq_heartbeat_timeout: int = 15_000  # ms
     dramatiq_maintenance_chance: int = 100_000  # per million broker commands
+    # Where each `worker` serves its Prometheus metrics (Dramatiq's own variable names), and the
+    # directory its processes share them through.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9191
+    worker_metrics_dir: str | None = None
 
     @property
     def sandbox_mode(self) -> bool:
@@ -83,6 +89,7 @@ class Settings:
             webhook_tolerance=r.integer("FACESIGN_WEBHOOK_TOLERANCE", 300, minimum=1),
             webhook_max_bytes=r.integer("WEBHOOK_MAX_BYTES", 262144, minimum=64),
             public_base_url=r.url("PUBLIC_BASE_URL", cls.public_base_url, ("http", "https")).rstrip("/"),
+            public_base_url_given=r.optional("PUBLIC_BASE_URL") is not None,
             reset_url_template=r.template("RESET_URL_TEMPLATE", cls.reset_url_template),
             reset_token_ttl=r.integer("RESET_TOKEN_TTL", 900, minimum=1),
             attempt_ttl=r.integer("ATTEMPT_TTL", 1800, minimum=1),
@@ -106,6 +113,9 @@ class Settings:
             dramatiq_maintenance_chance=r.integer(
                 "DRAMATIQ_MAINTENANCE_CHANCE", cls.dramatiq_maintenance_chance, minimum=0, maximum=1_000_000
             ),
+            worker_metrics_host=r.text("dramatiq_prom_host", cls.worker_metrics_host),
+            worker_metrics_port=r.integer("dramatiq_prom_port", cls.worker_metrics_port, minimum=0, maximum=65535),
+            worker_metrics_dir=r.optional("dramatiq_prom_db"),
         )
         if settings.mail_backend == "smtp" and settings.smtp_url is None:
             raise ConfigError("SMTP_URL: required when MAIL_BACKEND=smtp")

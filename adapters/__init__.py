@@ -1,1 +1,1 @@
-"""I/O shared by every entry point: database, FaceSign API client, mailer, broker."""
+"""I/O shared by every entry point, grouped by what it talks to: db, facesign, mail, queue."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import redis
 from sqlalchemy.exc import OperationalError
 
-from adapters.db import make_engine
+from adapters.db.engine import make_engine
 from bench import e2e, ingest, load, procs, report, workers
 from bench.stack import POSTGRES_ADMIN_URL, REDIS_URL, stack
 

@@ -19,14 +19,14 @@ import redis
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from adapters.attempts import create_attempt
-from adapters.broker import NAMESPACE, PROCESS_ACTOR, SESSIONS_QUEUE
-from adapters.db import make_engine, session_factory, transaction
-from adapters.group_commit import encode_message, queue_keys
-from adapters.migrate import upgrade
-from adapters.models import Decision, OutgoingMail
-from adapters.outbox import SENT
-from adapters.users import add_user
+from adapters.db.attempts import create_attempt
+from adapters.db.engine import Database
+from adapters.db.migrate import upgrade
+from adapters.db.models import Decision, OutgoingMail
+from adapters.db.outbox import SENT
+from adapters.db.users import add_user
+from adapters.queue.group_commit import encode_message, queue_keys
+from adapters.queue.names import NAMESPACE, PROCESS_ACTOR, SESSIONS_QUEUE
 from bench import procs
 from domain.flow import build_recovery_flow
 
@@ -126,15 +126,15 @@ def stack(batches: dict[str, int], workdir: Path) -> Iterator[Stack]:
         url = exits.enter_context(database())
         sandbox = exits.enter_context(procs.running([*argv, EMAIL], {}, workdir / "sandbox.log", port=port))
         session_of = json.loads(sessions_file.read_text())
-        engine = make_engine(url)
-        upgrade(engine)
+        database_handle = Database.connect(url)
+        upgrade(database_handle)
         flow, now = build_recovery_flow(), datetime.now(UTC)
-        with transaction(session_factory(engine)) as db:
+        with database_handle.transaction() as db:
             add_user(db, EMAIL, user_id="bench-user", name="Bench User")
             for batch in attempts.values():
                 for attempt_id in batch:
-                    create_attempt(db, attempt_id, session_of[attempt_id], flow, "https://bench", now, 3600)
-        engine.dispose()
+                    create_attempt(db, attempt_id, session_of[attempt_id], flow, "https://bench", now)
+        database_handle.dispose()
         result = Stack(
             database_url=url,
             sandbox_url=f"http://127.0.0.1:{port}",

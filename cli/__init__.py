@@ -6,18 +6,22 @@ import logging
 import os
 import secrets
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from cli.audit import audit, auditor_token
+from adapters.queue.names import QUEUES
 from config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from adapters.db.engine import Database
 
 log = logging.getLogger("facesign_recovery")
 WORKER_SHUTDOWN_TIMEOUT_MS = 30_000
-WORKER_QUEUES = ("sessions", "mail")  # adapters.broker's SESSIONS_QUEUE and MAIL_QUEUE
 
 
 def load_settings() -> Settings:
@@ -31,6 +35,12 @@ def setup_logging(level: int = logging.INFO) -> None:
     from adapters.logs import configure
 
     configure(level, sys.stderr)
+
+
+def database(settings: Settings | None = None) -> Database:
+    from adapters.db.engine import Database
+
+    return Database.connect((settings or load_settings()).database_url)
 
 
 @click.group()
@@ -47,7 +57,7 @@ def serve(host: str, port: int) -> None:
 
     setup_logging()
     settings = load_settings()
-    if "PUBLIC_BASE_URL" not in os.environ:
+    if not settings.public_base_url_given:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
         settings = replace(settings, public_base_url=f"http://{shown}:{port}")
     run_serve(settings, host, port)
@@ -59,7 +69,7 @@ def serve(host: str, port: int) -> None:
 @click.option(
     "--queues",
     multiple=True,
-    type=click.Choice(WORKER_QUEUES),
+    type=click.Choice(QUEUES),
     help="consume only these queues (repeatable; default: all), to scale deciding and mailing apart",
 )
 def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
@@ -83,12 +93,13 @@ def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
     ]
     if queues:
         argv += ["--queues", *dict.fromkeys(queues)]
-    os.environ["WORKER_THREADS"] = str(threads)  # the actors' connection pools are sized by it
-    _worker_metrics_env()
+    # The worker processes read their settings from the environment: their pools are sized by this.
+    os.environ["WORKER_THREADS"] = str(threads)
+    _worker_metrics_env(settings)
     os.execv(sys.executable, argv)  # noqa: S606  (the worker becomes Dramatiq's own supervisor)
 
 
-def _worker_metrics_env() -> None:
+def _worker_metrics_env(settings: Settings) -> None:
     """Dramatiq's Prometheus middleware aggregates its processes through files; prometheus_client picks
     multiprocess mode when first imported, so the directory must be in the environment before exec.
     Its exposition server takes the whole worker down when its port is taken, so a second `worker`
@@ -96,19 +107,21 @@ def _worker_metrics_env() -> None:
     import socket
     import tempfile
 
-    directory = os.environ.get("dramatiq_prom_db") or tempfile.mkdtemp(prefix="facesign-worker-metrics-")
+    directory = settings.worker_metrics_dir or tempfile.mkdtemp(prefix="facesign-worker-metrics-")
     os.makedirs(directory, exist_ok=True)
-    os.environ["dramatiq_prom_db"] = directory
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-    host = os.environ.get("dramatiq_prom_host", "0.0.0.0")  # noqa: S104  (Dramatiq's own default)
-    port = int(os.environ.get("dramatiq_prom_port", "9191"))
+    host, port = settings.worker_metrics_host, settings.worker_metrics_port
     with socket.socket() as probe:
         try:
             probe.bind((host, port))
         except OSError:
             probe.bind((host, 0))
             port = probe.getsockname()[1]
-    os.environ["dramatiq_prom_port"] = str(port)
+    os.environ.update(
+        dramatiq_prom_db=directory,
+        PROMETHEUS_MULTIPROC_DIR=directory,
+        dramatiq_prom_host=host,
+        dramatiq_prom_port=str(port),
+    )
     click.echo(f"worker metrics on http://{host}:{port}/metrics", err=True)
 
 
@@ -118,8 +131,8 @@ def reconcile(once: bool) -> None:
     """Decide attempts pending longer than RECONCILE_AFTER by asking FaceSign; expire stale ones."""
     import threading
 
-    from workers.context import Deps
-    from workers.reconciler import reconcile_once, run_forever
+    from usecases.deps import Deps
+    from usecases.reconcile import reconcile_once, run_forever
 
     setup_logging()
     deps = Deps.from_settings(load_settings())
@@ -142,12 +155,10 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply Alembic migrations up to head."""
-    from adapters.db import make_engine
-    from adapters.migrate import upgrade
+    from adapters.db.migrate import upgrade
 
-    settings = load_settings()
     try:
-        upgrade(make_engine(settings.database_url))
+        upgrade(database())
     except Exception as exc:
         raise click.ClickException(f"migration failed: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     click.echo("database is at the latest schema")
@@ -165,47 +176,32 @@ def users() -> None:
 @click.option("--exist-ok", is_flag=True, help="succeed without change when the email is already known")
 def users_add(email: str, user_id: str | None, name: str | None, exist_ok: bool) -> None:
     """Add one user to the local directory."""
-    from adapters.users import add_user, find_user_id
-    from domain.rules import normalise_email
+    from usecases import directory
 
-    with _unit_of_work() as session:
-        existing = find_user_id(session, normalise_email(email) or "")
-        if exist_ok and existing is not None:
-            click.echo(f"{email} is already user {existing}")
-            return
-        user = _user_errors(lambda: add_user(session, email, user_id, name))
-        click.echo(f"added {user.id} <{user.email}>")
+    with _user_errors():
+        user, added = directory.add_user(database(), email, user_id, name, exist_ok=exist_ok)
+    click.echo(f"added {user.id} <{user.email}>" if added else f"{email} is already user {user.id}")
 
 
 @users.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def users_import(file: Path) -> None:
     """Add users from a CSV with header email,id,name (all or nothing)."""
-    from adapters.users import import_users
+    from usecases import directory
 
-    with _unit_of_work() as session:
-        count = _user_errors(lambda: import_users(session, file))
+    with _user_errors():
+        count = directory.import_users(database(), file)
     click.echo(f"imported {count} users")
 
 
-def _user_errors(action: Any) -> Any:
-    from adapters.users import UserError
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    from adapters.db.users import UserError
 
     try:
-        return action()
+        yield
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
-
-
-def _unit_of_work() -> Any:
-    from adapters.db import make_engine, session_factory, transaction
-
-    settings = load_settings()
-    return transaction(session_factory(make_engine(settings.database_url)))
-
-
-main.add_command(audit)
-main.add_command(auditor_token)
 
 
 @main.command()
@@ -224,8 +220,11 @@ def sandbox(host: str, port: int) -> None:
 
 
 def _register_subcommands() -> None:
+    from cli.audit import audit, auditor_token
     from cli.dlq import dlq
 
+    main.add_command(audit)
+    main.add_command(auditor_token)
     main.add_command(dlq)
 
 

@@ -2,49 +2,39 @@
 
 from __future__ import annotations
 
-import getpass
-import json
+import os
+import pwd
 import sys
-from collections.abc import Iterator
-from contextlib import nullcontext
-from dataclasses import asdict
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
+from cli import database, load_settings
 
-def _settings() -> Any:
-    from cli import load_settings
-
-    return load_settings()
-
-
-def _sessions() -> Any:
-    from adapters.db import make_engine, session_factory
-
-    return session_factory(make_engine(_settings().database_url))
+T = TypeVar("T")
 
 
 def _iso(_: Any, param: click.Parameter, value: str | None) -> datetime | None:
+    from domain.times import parse_time
+
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"not an ISO 8601 time: {value!r}", param=param) from None
-    # SQLite compares the stored UTC text, so every bound is turned into UTC first.
-    return (parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed).astimezone(UTC)
+        return parse_time(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
 
 
-def _record_cli_access(sessions: Any, action: str, filters: Any) -> None:
-    from adapters.auditors import record_access
-    from adapters.db import transaction
-
-    doc = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(filters).items()}
-    with transaction(sessions) as session:
-        record_access(session, f"cli:{getpass.getuser()}", action, doc, datetime.now(UTC))
+def operator() -> str:
+    """Who is at the command line, for the access log: the OS account, not a variable anyone can set."""
+    try:
+        return f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
+    except KeyError:
+        return f"cli:uid{os.getuid()}"
 
 
 @click.group()
@@ -74,30 +64,16 @@ def audit_query(
     fmt: str,
 ) -> None:
     """Decisions, oldest first, with the API's field names."""
-    from adapters.audit_log import Filters, pseudonym_key, query, to_record
-    from cli.output import write_records
-    from domain.audit_chain import email_digest
+    from adapters.db.audit_log import Filters
+    from usecases import audit as audit_log
+    from usecases.audit_formats import write_records
 
-    sessions = _sessions()
-    digest = None
-    if email:
-        with sessions() as session:
-            digest = email_digest(pseudonym_key(session, _settings().audit_pseudonym_key), email)
+    settings = load_settings()
+    db = database(settings)
+    digest = audit_log.digest_of(db, settings.audit_pseudonym_key, email) if email else None
     filters = Filters(since, until, outcome, reason, session_id, attempt_id, digest)
-    _record_cli_access(sessions, "query", filters)
-    with sessions() as session:
-        records = (to_record(row) for row in query(session, filters, limit))
+    with audit_log.streamed(db, operator(), "query", filters, limit) as records:
         write_records(records, fmt, sys.stdout)
-
-
-def _file_records(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except ValueError:
-                    raise click.ClickException(f"{path}:{number}: not a JSON line") from None
 
 
 @audit.command("verify")
@@ -116,22 +92,29 @@ def _file_records(path: Path) -> Iterator[dict[str, Any]]:
 )
 def audit_verify(anchor_text: str | None, archive: Path | None, start_text: str | None) -> None:
     """Recompute the hash chain; exit 0 with the row count, or 1 naming the first bad row."""
-    from adapters.audit_log import Filters, query, to_record
     from domain.audit_verify import verify
+    from usecases import audit as audit_log
 
     anchor = _anchor(anchor_text, "--anchor")
     start = _anchor(start_text, "--continues")
     if archive is not None:
-        verdict = verify(_file_records(archive), anchor, start)
+        with archive.open(encoding="utf-8") as lines:
+            verdict = _failing_clearly(lambda: verify(audit_log.file_records(lines, archive), anchor, start))
     else:
-        with _sessions()() as session:
-            verdict = verify((to_record(row) for row in query(session, Filters())), anchor, start)
+        verdict = audit_log.verify_chain(database(), anchor, start)
     if not verdict.ok:
         raise click.ClickException(verdict.describe())
     rows = verdict.count - (start.count if start else 0)
     continued = f" after the archive's {start.count}" if start else ""
     matching = " and matching the anchor" if anchor else ""
     click.echo(f"{rows} rows{continued}, chain intact{matching}; head {verdict.head}")
+
+
+def _failing_clearly(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _anchor(text: str | None, option: str) -> Any:
@@ -146,11 +129,10 @@ def _anchor(text: str | None, option: str) -> Any:
 @audit.command("anchor")
 def audit_anchor() -> None:
     """Verify the chain and print its head as COUNT:HASH, to keep somewhere the database cannot reach."""
-    from adapters.audit_log import Filters, query, to_record
-    from domain.audit_verify import Anchor, verify
+    from domain.audit_verify import Anchor
+    from usecases import audit as audit_log
 
-    with _sessions()() as session:
-        verdict = verify(to_record(row) for row in query(session, Filters()))
+    verdict = audit_log.verify_chain(database())
     if not verdict.ok:
         raise click.ClickException(verdict.describe())
     if verdict.count == 0:
@@ -164,28 +146,22 @@ def audit_anchor() -> None:
 @click.option("--output", type=click.Path(dir_okay=False, writable=True, path_type=Path), help="file (default: stdout)")
 def audit_export(before: datetime, fmt: str, output: Path | None) -> None:
     """Archive the chain's oldest rows: every row up to the first one decided at or after --before."""
-    from adapters.audit_log import Filters, query, to_record
-    from cli.output import write_records
     from domain.audit_verify import Anchor
+    from usecases import audit as audit_log
+    from usecases.audit_formats import write_records
 
-    sessions = _sessions()
-    _record_cli_access(sessions, "export", Filters(until=before))
     last: dict[str, Any] = {}
 
-    def prefix(session: Any) -> Iterator[dict[str, Any]]:
-        # A contiguous prefix (not every row before the date) so that the archive verifies on its own.
-        for row in query(session, Filters()):
-            if row.decided_at.replace(tzinfo=row.decided_at.tzinfo or UTC) >= before:
-                return
-            last["record"] = record = to_record(row)
+    def remembered(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for record in records:
+            last["hash"] = record["hash"]
             yield record
 
     target = output.open("w", encoding="utf-8", newline="") if output else nullcontext(sys.stdout)
-    with sessions() as session, target as out:
-        count = write_records(prefix(session), fmt, out)
+    with audit_log.export_prefix(database(), operator(), before) as records, target as out:
+        count = write_records(remembered(records), fmt, out)
     if count:
-        head = Anchor(count, last["record"]["hash"])
-        click.echo(f"exported {count} rows; anchor of the archive: {head}", err=True)
+        click.echo(f"exported {count} rows; anchor of the archive: {Anchor(count, last['hash'])}", err=True)
     else:
         click.echo("no decisions before that time", err=True)
 
@@ -194,12 +170,13 @@ def audit_export(before: datetime, fmt: str, output: Path | None) -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 def audit_access_log(limit: int) -> None:
     """Who read the audit log, newest first."""
-    from adapters.auditors import access_log
+    import json
 
-    with _sessions()() as session:
-        for entry in access_log(session, limit):
-            filters = json.dumps(entry.filters, sort_keys=True, separators=(",", ":"))
-            click.echo(f"{entry.at.isoformat()}  {entry.auditor}  {entry.action}  {filters}")
+    from usecases import audit as audit_log
+
+    for entry in audit_log.access_log(database(), limit):
+        filters = json.dumps(entry.filters, sort_keys=True, separators=(",", ":"))
+        click.echo(f"{entry.at.isoformat()}  {entry.auditor}  {entry.action}  {filters}")
 
 
 @click.group("auditor-token")
@@ -207,11 +184,12 @@ def auditor_token() -> None:
     """Tokens for GET /audit/decisions and the /audit dashboard."""
 
 
-def _auditor_errors(action: Any) -> Any:
-    from adapters.auditors import AuditorError
+@contextmanager
+def _auditor_errors() -> Iterator[None]:
+    from usecases.audit import AuditorError
 
     try:
-        return action()
+        yield
     except AuditorError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -220,11 +198,10 @@ def _auditor_errors(action: Any) -> Any:
 @click.argument("name")
 def token_create(name: str) -> None:
     """Print a new auditor token, once; only its hash is stored."""
-    from adapters.auditors import create_token
-    from adapters.db import transaction
+    from usecases import audit as audit_log
 
-    with transaction(_sessions()) as session:
-        token = _auditor_errors(lambda: create_token(session, name, datetime.now(UTC)))
+    with _auditor_errors():
+        token = audit_log.create_auditor(database(), name)
     click.echo(token)
     click.echo(f"auditor {name!r} created; the token above is shown only this once", err=True)
 
@@ -232,10 +209,9 @@ def token_create(name: str) -> None:
 @auditor_token.command("list")
 def token_list() -> None:
     """Auditors, their creation time and whether they are revoked (never the tokens)."""
-    from adapters.auditors import list_tokens
+    from usecases import audit as audit_log
 
-    with _sessions()() as session:
-        rows = list_tokens(session)
+    rows = audit_log.list_auditors(database())
     for row in rows:
         state = f"revoked {row.revoked_at.isoformat()}" if row.revoked_at else "active"
         click.echo(f"{row.name}  created {row.created_at.isoformat()}  {state}")
@@ -247,9 +223,8 @@ def token_list() -> None:
 @click.argument("name")
 def token_revoke(name: str) -> None:
     """Revoke an auditor's token at once; the name stays, for the access log."""
-    from adapters.auditors import revoke_token
-    from adapters.db import transaction
+    from usecases import audit as audit_log
 
-    with transaction(_sessions()) as session:
-        _auditor_errors(lambda: revoke_token(session, name, datetime.now(UTC)))
+    with _auditor_errors():
+        audit_log.revoke_auditor(database(), name)
     click.echo(f"auditor {name!r} revoked")

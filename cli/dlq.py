@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import click
-import redis
 
 from cli import load_settings
 
@@ -14,7 +13,7 @@ COLUMNS = ("messageId", "queue", "actor", "sessionId", "ageSeconds", "failure")
 
 
 def _broker() -> Any:
-    from adapters.broker import broker_for
+    from adapters.queue.broker import broker_for
 
     settings = load_settings()
     if settings.embedded:
@@ -42,12 +41,12 @@ def dlq() -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 def dlq_list(fmt: str) -> None:
     """Message id, actor, session id, failure and age of every dead letter, oldest first."""
-    from adapters.dead_letters import list_dead_letters
+    from adapters.queue.dead_letters import DeadLetterError, list_dead_letters
 
     try:
         rows = [_row(letter) for letter in list_dead_letters(_broker())]
-    except redis.RedisError as exc:
-        raise click.ClickException(f"Redis: {type(exc).__name__}: {exc}") from None
+    except DeadLetterError as exc:
+        raise click.ClickException(str(exc)) from None
     if fmt == "jsonl":
         for row in rows:
             click.echo(json.dumps(row, separators=(",", ":")))
@@ -63,7 +62,7 @@ def dlq_list(fmt: str) -> None:
 @click.option("--all", "replay_all", is_flag=True, help="replay every dead letter")
 def dlq_replay(message_id: str | None, replay_all: bool) -> None:
     """Enqueue a dead letter again with fresh retries and remove it; replaying twice does nothing more."""
-    from adapters import dead_letters
+    from adapters.queue import dead_letters
 
     if bool(message_id) == replay_all:
         raise click.UsageError("give either MESSAGE_ID or --all")
@@ -75,6 +74,6 @@ def dlq_replay(message_id: str | None, replay_all: bool) -> None:
         assert message_id is not None  # noqa: S101  (checked above; narrows the type)
         if not dead_letters.replay(broker, message_id):
             raise click.ClickException(f"no dead letter {message_id} (already replayed, expired, or unknown)")
-    except redis.RedisError as exc:
-        raise click.ClickException(f"Redis: {type(exc).__name__}: {exc}") from None
+    except dead_letters.DeadLetterError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"replayed {message_id}")

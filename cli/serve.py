@@ -11,12 +11,15 @@ from typing import Any
 import click
 import uvicorn
 
-from adapters.db import make_engine, session_factory
-from adapters.flow_file import load_flow
-from adapters.migrate import upgrade
-from adapters.users import all_users
+from adapters.db.engine import Database
+from adapters.db.migrate import upgrade
+from adapters.facesign.flow_file import load_flow
+from adapters.queue.broker import SessionEvents, broker_for
 from config import ConfigError, Settings
-from receiver.app import build_services, create_app
+from receiver.app import create_app
+from receiver.services import Services
+from usecases.deps import Deps
+from usecases.directory import everyone
 
 log = logging.getLogger("facesign_recovery.serve")
 
@@ -30,7 +33,7 @@ BANNER = """
 """
 
 
-def start_sandbox(settings: Settings, stack: ExitStack) -> Settings:
+def start_sandbox(settings: Settings, stack: ExitStack, db: Database) -> Settings:
     """Start the sandbox, enrol the local users, and point the client and the secret at it."""
     from sandbox.server import SandboxServer
 
@@ -38,14 +41,13 @@ def start_sandbox(settings: Settings, stack: ExitStack) -> Settings:
     server = SandboxServer("127.0.0.1", settings.sandbox_port, f"{settings.public_base_url}/webhooks/facesign", secret)
     server.start()
     stack.callback(server.stop)
-    with session_factory(make_engine(settings.database_url))() as session:
-        for user in all_users(session):
-            server.state.enroll(user.email, user.name or user.email.split("@")[0])
+    for email, name in everyone(db):
+        server.state.enroll(email, name or email.split("@")[0])
     click.echo(BANNER.format(url=server.url), err=True)
     return replace(settings, facesign_api_url=server.url, webhook_secrets=(secret, *settings.webhook_secrets[1:]))
 
 
-def start_embedded_workers(settings: Settings, stack: ExitStack) -> Any:
+def start_embedded_workers(deps: Deps, stack: ExitStack) -> Any:
     """Worker threads on the in-process broker; returns that broker for the receiver to enqueue on."""
     import dramatiq
 
@@ -53,19 +55,18 @@ def start_embedded_workers(settings: Settings, stack: ExitStack) -> Any:
     from workers.actors import ACTORS
 
     broker = ACTORS[0].broker
-    deps = context.Deps.from_settings(settings)
     context.install(deps)
-    worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads)
+    worker = dramatiq.Worker(broker, worker_threads=deps.settings.worker_threads)
     worker.start()
     stack.callback(worker.stop)
     start_reconciler(deps, stack)
     return broker
 
 
-def start_reconciler(deps: Any, stack: ExitStack) -> None:
+def start_reconciler(deps: Deps, stack: ExitStack) -> None:
     import threading
 
-    from workers.reconciler import run_forever
+    from usecases.reconcile import run_forever
 
     stop = threading.Event()
     thread = threading.Thread(target=run_forever, args=(deps, stop), name="reconciler", daemon=True)
@@ -80,14 +81,18 @@ def run_serve(settings: Settings, host: str, port: int) -> None:
     except ConfigError as exc:
         raise click.ClickException(f"invalid configuration: {exc}") from None
     with ExitStack() as stack:
-        broker = None
+        db = Database.connect(settings.database_url)
         if settings.embedded:
-            upgrade(make_engine(settings.database_url))
+            upgrade(db)
         if settings.sandbox_mode:
-            settings = start_sandbox(settings, stack)
+            settings = start_sandbox(settings, stack, db)
+        deps = Deps.from_settings(settings, threads=settings.worker_threads, db=db)
+        stack.callback(deps.close)
         if settings.embedded:
-            broker = start_embedded_workers(settings, stack)
-        app = create_app(build_services(settings, broker))
+            broker = start_embedded_workers(deps, stack)
+        else:
+            broker = broker_for(settings)
+        app = create_app(Services(deps, SessionEvents(broker, redis_url=settings.redis_url)))
         mode = "embedded (in-process broker and workers)" if settings.embedded else "Redis (run `worker` separately)"
         click.echo(
             f"facesign-recovery listening on http://{host}:{port}  mode: {mode}\n"

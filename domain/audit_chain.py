@@ -7,8 +7,10 @@ import hmac
 import json
 import unicodedata
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from domain.times import format_time
 
 CHAIN_VERSION = 1
 GENESIS = "0" * 64
@@ -32,13 +34,6 @@ FIELDS = (
 )
 
 
-def format_time(value: datetime) -> str:
-    """UTC, microseconds, `Z`: one spelling whatever the database handed back."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _normal(value: Any) -> Any:
     if isinstance(value, datetime):
         return format_time(value)
@@ -55,20 +50,6 @@ def canonical(row: Mapping[str, Any]) -> bytes:
 
 def chain_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical(row)).hexdigest()
-
-
-_ID_KEY, _NULL = b'"id":', b"null"
-
-
-def canonical_around_id(row: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    """`canonical(row)` cut where the id's digits go: `before + str(n) + after` is the canonical form
-    of the row with id n. For a database that assigns the id under the chain lock and hashes there.
-
-    `"id":null` occurs once: the key is unique, and a quote inside a string value is escaped.
-    """
-    text = canonical({**row, "id": None})
-    at = text.index(_ID_KEY + _NULL) + len(_ID_KEY)
-    return text[:at], text[at + len(_NULL) :]
 
 
 def email_digest(key: bytes, email: str) -> str:

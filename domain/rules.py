@@ -1,4 +1,4 @@
-"""The decision rules of SPEC §5, first matching row wins."""
+"""The decision rules, first matching row wins (docs/design.md has them as a table)."""
 
 from __future__ import annotations
 
@@ -76,8 +76,13 @@ def reported_emails(session: SessionReport) -> set[str]:
     return {email for email in found if email}
 
 
+def deadline(created_at: datetime, policy: Policy) -> datetime:
+    """When an attempt created at `created_at` expires: the one source of every attempt's deadline."""
+    return created_at + timedelta(seconds=policy.attempt_ttl)
+
+
 def expired(attempt: Attempt, now: datetime, policy: Policy) -> bool:
-    return now - attempt.created_at > timedelta(seconds=policy.attempt_ttl)
+    return now > deadline(attempt.created_at, policy)
 
 
 def expire(attempt: Attempt, now: datetime, policy: Policy, session_status: str | None = None) -> Decision | None:

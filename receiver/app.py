@@ -9,34 +9,27 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from adapters.broker import SessionEvents, broker_for
-from adapters.db import make_engine
-from adapters.facesign import FaceSignClient
-from adapters.flow_file import load_flow
+from adapters.facesign.client import vendor_metrics
+from adapters.queue.broker import SessionEvents, broker_for
+from adapters.queue.gauges import QueueCollector
 from config import Settings
 from receiver.dashboard import audit_routes
 from receiver.fastpath import FastPathStarlette
-from receiver.gauges import register as register_gauges
 from receiver.health import healthz, metrics_endpoint, readyz_endpoint
 from receiver.page import page_routes
 from receiver.recoveries import Recoveries
 from receiver.reset import reset_routes
 from receiver.services import Services
 from receiver.webhooks import webhook_endpoint
+from usecases.deps import Deps
 
 log = logging.getLogger(__name__)
 
 
 def build_services(settings: Settings, broker: dramatiq.Broker | None = None) -> Services:
-    flow = load_flow(settings.flow_file)
     return Services(
-        settings=settings,
-        engine=make_engine(settings.database_url),
-        facesign=FaceSignClient(
-            settings.facesign_api_url, settings.facesign_api_key or "sandbox", timeout=settings.facesign_timeout
-        ),
+        deps=Deps.from_settings(settings),
         events=SessionEvents(broker or broker_for(settings), redis_url=settings.redis_url),
-        flow=flow,
     )
 
 
@@ -54,7 +47,11 @@ def create_app(services: Services) -> Starlette:
         *page_routes(services),
         *reset_routes(services),
     ]
-    register_gauges(services.metrics.registry, getattr(services.events, "broker", None))
+    registry = services.metrics.registry
+    if services.events.broker is not None:
+        registry.register(QueueCollector(services.events.broker))
+    registry.register(vendor_metrics().latency)
+    registry.register(vendor_metrics().errors)
     app = FastPathStarlette(routes=routes)
     app.fast_path("POST", "/webhooks/facesign", webhooks)  # the one route hit at volume: see receiver/fastpath.py
     app.state.services = services

@@ -1,27 +1,25 @@
-"""`GET /audit/decisions` (SPEC §4): auditor-token auth, validated filters, an opaque cursor, JSON or CSV."""
+"""`GET /audit/decisions`: auditor-token auth, validated filters, an opaque cursor, JSON or CSV."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import hashlib
 import io
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adapters import auditors
-from adapters.audit_log import RECORD_FIELDS, Filters, query, to_record
-from adapters.db import transaction
+from adapters.db.audit_log import Filters
 from domain.rules import APPROVED, DENIED, REASONS
+from domain.times import parse_time
 from receiver.services import Services
+from usecases import audit
+from usecases.audit_formats import write_records
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -36,12 +34,11 @@ class BadFilter(ValueError):
     """A query parameter an auditor got wrong; the message says which and how."""
 
 
-def parse_time(name: str, value: str) -> datetime:
+def _time(name: str, value: str) -> Any:
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadFilter(f"{name}: not an ISO 8601 time (e.g. 2026-11-19 or 2026-11-19T08:00:00Z): {value!r}") from None
-    return (parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed).astimezone(UTC)
+        return parse_time(value)
+    except ValueError as exc:
+        raise BadFilter(f"{name}: {exc}") from None
 
 
 def parse_filters(params: Mapping[str, str]) -> Filters:
@@ -53,8 +50,8 @@ def parse_filters(params: Mapping[str, str]) -> Filters:
             raise BadFilter(f"{name}: longer than {MAX_TEXT} characters")
         if not params.get(name, "").isprintable():  # a NUL byte would reach PostgreSQL as an error
             raise BadFilter(f"{name}: must be printable text")
-    since = parse_time("since", params["since"]) if params.get("since") else None
-    until = parse_time("until", params["until"]) if params.get("until") else None
+    since = _time("since", params["since"]) if params.get("since") else None
+    until = _time("until", params["until"]) if params.get("until") else None
     if since and until and since >= until:
         raise BadFilter("since must be earlier than until")
     outcome = params.get("outcome") or None
@@ -76,8 +73,7 @@ def parse_limit(value: str | None) -> int:
 
 def fingerprint(filters: Filters) -> str:
     """Ties a cursor to the filters it was issued for, so it cannot silently page a different query."""
-    doc = {key: value.isoformat() if isinstance(value, datetime) else value for key, value in asdict(filters).items()}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(filters.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def encode_cursor(last_id: int, filters: Filters) -> str:
@@ -103,28 +99,8 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def described(filters: Filters, **extra: Any) -> dict[str, Any]:
-    """Filters as the access log keeps them: JSON-friendly, only what was given."""
-    doc = {key: value.isoformat() if isinstance(value, datetime) else value for key, value in asdict(filters).items()}
-    return {**doc, **extra}
-
-
-def check_token(services: Services, token: str | None) -> str | None:
-    """The auditor's name, or None for a missing, unknown or revoked token."""
-    if not token:
-        return None
-    with services.sessions() as session:
-        return auditors.authenticate(session, token)
-
-
-def read_recorded(
-    services: Services, auditor: str, action: str, filters_doc: dict[str, Any], read: Callable[[Any], Any]
-) -> Any:
-    """Note the access, then read: committed first and on its own, so that no read goes unrecorded."""
-    with transaction(services.sessions) as session:
-        auditors.record_access(session, auditor, action, filters_doc, datetime.now(UTC))
-    with services.sessions() as session:
-        return read(session)
+async def auditor_of(services: Services, request: Request) -> str | None:
+    return await run_in_threadpool(audit.authenticate, services.deps.db, bearer_token(request))
 
 
 def unauthorized() -> Response:
@@ -133,15 +109,13 @@ def unauthorized() -> Response:
 
 def to_csv(records: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RECORD_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
+    write_records(records, "csv", buffer)
     return buffer.getvalue()
 
 
 def decisions_endpoint(services: Services) -> Callable[[Request], Any]:
     async def decisions(request: Request) -> Response:
-        auditor = await run_in_threadpool(check_token, services, bearer_token(request))
+        auditor = await auditor_of(services, request)
         if auditor is None:
             return unauthorized()
         params = dict(request.query_params)
@@ -152,12 +126,8 @@ def decisions_endpoint(services: Services) -> Callable[[Request], Any]:
         except BadFilter as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         wants_csv = "text/csv" in request.headers.get("accept", "")
-        doc = described(filters, limit=limit, after=after or None, format="csv" if wants_csv else "json")
-
-        def read(session: Any) -> list[dict[str, Any]]:
-            return [to_record(row) for row in query(session, filters, limit, after_id=after)]
-
-        items = await run_in_threadpool(read_recorded, services, auditor, "decisions", doc, read)
+        fmt = "csv" if wants_csv else "json"
+        items = await run_in_threadpool(audit.decisions_page, services.deps.db, auditor, filters, limit, after, fmt)
         following = encode_cursor(items[-1]["id"], filters) if len(items) == limit else None
         if wants_csv:
             headers = {**NO_STORE, "X-Next-Cursor": following} if following else NO_STORE

@@ -51,7 +51,7 @@ def render_chart(counts: Counter[tuple[date, str, str]], days: Sequence[date]) -
     label_every = max(1, len(days) // 10)
     for index, day in enumerate(days):
         x = LEFT + index * slot + (slot - bar) / 2
-        y = TOP + plot_h
+        y = float(TOP + plot_h)
         for reason in reasons:
             n = per_day[day][reason]
             if not n:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
 from html import escape
-from importlib import resources
-from string import Template
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -16,21 +13,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from adapters.audit_log import Filters, query, to_record
-from adapters.audit_stats import daily_counts, latest
-from domain.audit_verify import verify
+from adapters.db.audit_log import Filters
 from domain.rules import REASONS
-from receiver.audit_api import (
-    BadFilter,
-    bearer_token,
-    check_token,
-    decisions_endpoint,
-    described,
-    parse_filters,
-    read_recorded,
-)
+from receiver.audit_api import BadFilter, auditor_of, decisions_endpoint, parse_filters, unauthorized
 from receiver.audit_chart import render_chart, render_legend
 from receiver.services import Services
+from receiver.templates import template
+from usecases import audit
 
 DEFAULT_DAYS = 14
 MAX_DAYS = 366
@@ -45,11 +34,6 @@ PAGE_HEADERS = {
 TABLE_COLUMNS = ("id", "decidedAt", "outcome", "reason", "sessionId", "attemptId", "matchedUserId")
 
 
-@cache
-def template(name: str) -> Template:
-    return Template(resources.files("receiver").joinpath("templates", name).read_text(encoding="utf-8"))
-
-
 def window(filters: Filters, now: datetime) -> tuple[Filters, list[date]]:
     """The days the chart covers: the filters' range, or the last DEFAULT_DAYS days."""
     until = filters.until or datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(), UTC)
@@ -62,36 +46,29 @@ def window(filters: Filters, now: datetime) -> tuple[Filters, list[date]]:
     ]
 
 
-def chain_status(session: Any) -> tuple[str, str]:
-    verdict = verify(to_record(row) for row in query(session, Filters()))
-    return ("intact", verdict.describe()) if verdict.ok else ("broken", verdict.describe())
-
-
-def decision_rows(rows: Any) -> str:
+def decision_rows(records: list[dict[str, Any]]) -> str:
     out = []
-    for row in rows:
-        record = to_record(row)
+    for record in records:
         cells = "".join(f"<td>{escape('-' if record[c] is None else str(record[c]))}</td>" for c in TABLE_COLUMNS)
         out.append(
-            f'<tr data-outcome="{escape(row.outcome)}">{cells}<td><code>{escape(row.hash[:16])}…</code></td></tr>'
+            f'<tr data-outcome="{escape(record["outcome"])}">{cells}'
+            f"<td><code>{escape(record['hash'][:16])}…</code></td></tr>"
         )
     return "".join(out)
 
 
-def render_panel(session: Any, filters: Filters, days: list[date]) -> str:
-    counts = daily_counts(session, filters)
-    rows = latest(session, filters, LATEST_ROWS)
-    chain_class, chain_text = chain_status(session)
+def render_panel(panel: audit.Panel, days: list[date]) -> str:
+    chain = panel.chain
     return template("audit_panel.html").substitute(
-        chain_class=chain_class,
-        chain_text=escape(chain_text),
+        chain_class="intact" if chain.ok else "broken",
+        chain_text=escape(chain.describe()),
         first_day=days[0].isoformat(),
         last_day=days[-1].isoformat(),
-        chart=render_chart(counts, days),
-        legend=render_legend(counts),
-        shown=len(rows),
-        total=sum(counts.values()),
-        rows=decision_rows(rows),
+        chart=render_chart(panel.counts, days),
+        legend=render_legend(panel.counts),
+        shown=len(panel.latest),
+        total=sum(panel.counts.values()),
+        rows=decision_rows(panel.latest),
     )
 
 
@@ -109,20 +86,17 @@ class Dashboard:
         return Response(body, media_type="text/javascript", headers={"Cache-Control": "no-store"})
 
     async def panel(self, request: Request) -> Response:
-        auditor = await run_in_threadpool(check_token, self.services, bearer_token(request))
+        auditor = await auditor_of(self.services, request)
         if auditor is None:
-            return JSONResponse({"error": "a valid auditor token is required"}, status_code=401)
+            return unauthorized()
         params = {k: v for k, v in request.query_params.items() if k in PANEL_PARAMS}
         try:
             filters, days = window(parse_filters(params), datetime.now(UTC))
         except BadFilter as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-
-        def read(session: Any) -> str:
-            return render_panel(session, filters, days)
-
-        html = await run_in_threadpool(read_recorded, self.services, auditor, "dashboard", described(filters), read)
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+        db = self.services.deps.db
+        panel = await run_in_threadpool(audit.dashboard_panel, db, auditor, filters, LATEST_ROWS)
+        return HTMLResponse(render_panel(panel, days), headers={"Cache-Control": "no-store"})
 
 
 def audit_routes(services: Services) -> list[Route]:

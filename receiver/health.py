@@ -8,7 +8,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adapters.db import ping
 from receiver.services import Services
 
 log = logging.getLogger(__name__)
@@ -21,7 +20,7 @@ async def healthz(_: Request) -> Response:
 def readyz_endpoint(services: Services):  # type: ignore[no-untyped-def]
     def check() -> list[str]:
         failed = []
-        for name, probe in (("database", lambda: ping(services.engine)), ("broker", services.events.ping)):
+        for name, probe in (("database", services.deps.db.ping), ("broker", services.events.ping)):
             try:
                 probe()
             except Exception as exc:  # any failure means "not ready"; the kind goes to the log

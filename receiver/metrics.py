@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
 
-from adapters.models import Decision
+Totals = Callable[[], list[tuple[str, str, int]]]
 
 
 class DecisionsCollector(Collector):
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, totals: Totals) -> None:
+        self.totals = totals
 
     @staticmethod
     def _family() -> CounterMetricFamily:
@@ -26,16 +25,13 @@ class DecisionsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         family = self._family()
-        query = select(Decision.outcome, Decision.reason, func.count()).group_by(Decision.outcome, Decision.reason)
-        with self.engine.connect() as connection:
-            for outcome, reason, count in connection.execute(query):
-                family.add_metric([outcome, reason], count)
+        for outcome, reason, count in self.totals():
+            family.add_metric([outcome, reason], count)
         yield family
 
 
 class Metrics:
-    def __init__(self, engine: Engine | None) -> None:
-        self.engine = engine
+    def __init__(self, decision_totals: Totals | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.webhooks = Counter(
             "facesign_webhooks_received", "Webhook deliveries by result", ["result"], registry=self.registry
@@ -46,8 +42,8 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
-        if engine is not None:
-            self.registry.register(DecisionsCollector(engine))
+        if decision_totals is not None:
+            self.registry.register(DecisionsCollector(decision_totals))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

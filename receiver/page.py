@@ -6,16 +6,15 @@ scripts, styles and fetches from this origin only, and frames from the FaceSign 
 
 from __future__ import annotations
 
-from functools import cache
 from html import escape
-from importlib.resources import files
-from string import Template
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from receiver.services import Services
+from receiver.templates import asset as asset_bytes
+from receiver.templates import template
 
 ASSETS = {
     "page.css": "text/css; charset=utf-8",
@@ -53,21 +52,11 @@ def page_headers(frame_origin: str | None = None) -> dict[str, str]:
     return headers
 
 
-@cache
-def _template(name: str) -> Template:
-    return Template(files("receiver.templates").joinpath(name).read_text(encoding="utf-8"))
-
-
-@cache
-def _asset(name: str) -> bytes:
-    return files("receiver.templates").joinpath(name).read_bytes()
-
-
 def render(title: str, body: str, values: dict[str, str], script: str) -> str:
     """The layout around one page body; every value is HTML-escaped."""
-    inner = _template(body).substitute({key: escape(value) for key, value in values.items()})
+    inner = template(body).substitute({key: escape(value) for key, value in values.items()})
     scripts = f'<script src="/recover/assets/{escape(script)}" defer></script>'
-    return _template("layout.html").substitute(title=escape(title), body=inner, scripts=scripts)
+    return template("layout.html").substitute(title=escape(title), body=inner, scripts=scripts)
 
 
 def page_routes(services: Services) -> list[Route]:
@@ -86,7 +75,7 @@ def page_routes(services: Services) -> list[Route]:
         if name not in ASSETS:
             return Response("not found", status_code=404, media_type="text/plain")
         headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
-        return Response(_asset(name), media_type=ASSETS[name], headers=headers)
+        return Response(asset_bytes(name), media_type=ASSETS[name], headers=headers)
 
     return [
         Route("/recover", recover, methods=["GET"]),

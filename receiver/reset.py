@@ -11,10 +11,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from adapters.db import transaction
-from adapters.tokens import redeem
 from receiver.page import page_headers, render
 from receiver.services import Services
+from usecases.recoveries import redeem_reset_token
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +27,6 @@ def _invalid_token() -> Response:
 
 
 def reset_routes(services: Services) -> list[Route]:
-    def _redeem(token: str) -> str | None:
-        with transaction(services.sessions) as session:
-            return redeem(session, token, datetime.now(UTC))
-
     async def redeem_endpoint(request: Request) -> Response:
         body = await request.body()
         try:
@@ -41,7 +36,7 @@ def reset_routes(services: Services) -> list[Route]:
         token = payload.get("token") if isinstance(payload, dict) else None
         if not isinstance(token, str):
             return _invalid_token()
-        user_id = await run_in_threadpool(_redeem, token)
+        user_id = await run_in_threadpool(redeem_reset_token, services.deps, token, datetime.now(UTC))
         if user_id is None:
             log.info("reset token redemption refused")
             return _invalid_token()

@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
-
-from adapters.broker import SessionEvents
-from adapters.db import session_factory
-from adapters.facesign import FaceSignClient
+from adapters.queue.broker import SessionEvents
 from config import Settings
 from receiver.metrics import Metrics
+from usecases.audit import decision_totals
+from usecases.deps import Deps
 
 
 @dataclass
 class Services:
-    settings: Settings
-    engine: Engine
-    facesign: FaceSignClient
+    deps: Deps
     events: SessionEvents
-    flow: list[dict[str, Any]]
     metrics: Metrics = field(init=False)
-    sessions: sessionmaker[Session] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.metrics = Metrics(self.engine)
-        self.sessions = session_factory(self.engine)
+        self.metrics = Metrics(partial(decision_totals, self.deps.db))
+
+    @property
+    def settings(self) -> Settings:
+        return self.deps.settings

@@ -14,7 +14,7 @@ import time
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from adapters.broker import EnqueueError
+from adapters.queue.broker import EnqueueError
 from domain import signature
 from receiver.services import Services
 
@@ -63,7 +63,7 @@ async def _read_limited(receive: Receive, declared: bytes | None, limit: int) ->
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ConnectionAbortedError("client went away mid-body")
-        body += message.get("body", b"")
+        body += bytes(message.get("body", b""))
         if len(body) > limit:
             return None
         if not message.get("more_body", False):

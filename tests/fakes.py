@@ -6,14 +6,14 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.attempts import create_attempt
-from adapters.db import make_engine, session_factory, transaction
-from adapters.mailer import FileMailer
-from adapters.migrate import upgrade
-from adapters.users import add_user
+from adapters.db.attempts import create_attempt
+from adapters.db.engine import Database
+from adapters.db.migrate import upgrade
+from adapters.db.users import add_user
+from adapters.mail.backends import FileMailer
 from config import Settings
 from domain.flow import build_recovery_flow
-from workers.context import Deps
+from usecases.deps import Deps
 
 
 class FakeFaceSign:
@@ -78,12 +78,17 @@ class NoEvents:
         return None
 
 
+def migrated(database_url: str) -> Database:
+    """A database at the latest schema."""
+    db = Database.connect(database_url)
+    upgrade(db)
+    return db
+
+
 def make_deps(database_url: str, mail_dir: str, **overrides: Any) -> tuple[Deps, FakeFaceSign]:
-    engine = make_engine(database_url)
-    upgrade(engine)
     settings = Settings(database_url=database_url, mail_backend="file", mail_dir=mail_dir, **overrides)
     fake = FakeFaceSign()
-    deps = Deps(settings=settings, engine=engine, facesign=fake, mailer=FileMailer(mail_dir))  # type: ignore[arg-type]
+    deps = Deps(settings=settings, db=migrated(database_url), facesign=fake, mailer=FileMailer(mail_dir))  # type: ignore[arg-type]
     return deps, fake
 
 
@@ -97,9 +102,33 @@ def seed_attempt(
 ) -> str:
     """A local user, a pending attempt and its finished FaceSign session; returns the session id."""
     session_id = f"sess_{attempt_id}"
-    with transaction(session_factory(deps.engine)) as db:
+    with deps.db.transaction() as db:
         if user:
             add_user(db, email, user_id=f"u_{attempt_id}", name="Ada")
-        create_attempt(db, attempt_id, session_id, build_recovery_flow(), "https://x", datetime.now(UTC), 1800)
+        create_attempt(db, attempt_id, session_id, build_recovery_flow(), "https://x", datetime.now(UTC))
     fake.complete(session_id, attempt_id, email=email, **session)
     return session_id
+
+
+def append_decision(
+    session: Any, decision: Any, *, digest_key: bytes = b"k" * 32, head: Any = None, **fields: Any
+) -> dict[str, Any]:
+    """Append one audit row in the caller's transaction; `fields`: audit_log.new_row()'s keyword arguments."""
+    from adapters.db import audit_log
+
+    row = audit_log.new_row(decision, digest_key=digest_key, **fields)
+    return audit_log.append(session, row, head or audit_log.lock_chain(session))
+
+
+def make_services(settings: Settings, *, db: Database | None = None, facesign: Any = None, events: Any = None) -> Any:
+    """The receiver's services over a migrated database, with stand-ins where a test gives none."""
+    from adapters.mail.backends import ConsoleMailer
+    from receiver.services import Services
+
+    deps = Deps(
+        settings=settings,
+        db=db or migrated(settings.database_url),
+        facesign=facesign if facesign is not None else FakeFaceSign(),
+        mailer=ConsoleMailer(),
+    )
+    return Services(deps, events if events is not None else NoEvents())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dramatiq
 
-from adapters.broker import broker_for
+from adapters.queue.broker import broker_for
 from config import Settings
 
 broker = broker_for(Settings.from_env(), worker=True)

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 import requests
 
-from adapters.broker import MAIL_QUEUE, NAMESPACE, SESSIONS_QUEUE
+from adapters.queue.names import MAIL_QUEUE, NAMESPACE, SESSIONS_QUEUE
 from domain.signature import HEADER, sign
 from tests.e2e.conftest import Processes
 

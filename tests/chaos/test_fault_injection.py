@@ -23,10 +23,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, func, select
 
-from adapters.audit_log import to_record
-from adapters.broker import build_broker
-from adapters.dead_letters import list_dead_letters
-from adapters.models import Decision, OutgoingMail, RecoveryAttempt
+from adapters.db.audit_log import to_record
+from adapters.db.models import Decision, OutgoingMail, RecoveryAttempt
+from adapters.queue.broker import build_broker
+from adapters.queue.dead_letters import list_dead_letters
 from domain.audit_chain import GENESIS, chain_hash
 from tests.chaos.harness import (
     LOCAL_USERS,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from adapters.db import make_engine
+from adapters.db.engine import make_engine
 from tests.conftest import REQUIRE_SERVICES, free_port
 from tests.e2e.conftest import Processes, base_env, wait_http
 from tests.integration.test_audit_rows import fill

@@ -9,8 +9,9 @@ import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
-from adapters.broker import SESSIONS_QUEUE, build_broker
-from adapters.facesign import FaceSignTransient
+from adapters.facesign.client import FaceSignTransient
+from adapters.queue.broker import build_broker
+from adapters.queue.names import SESSIONS_QUEUE
 from tests.fakes import make_deps, seed_attempt
 from workers import actors, context
 

@@ -6,23 +6,24 @@ import multiprocessing
 from datetime import UTC, datetime
 from pathlib import Path
 from threading import Thread
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from adapters import audit_log
-from adapters.attempts import create_attempt
-from adapters.db import make_engine, transaction
-from adapters.mailer import FileMailer
-from adapters.models import Decision, RecoveryAttempt
+from adapters.db import audit_log
+from adapters.db.attempts import create_attempt
+from adapters.db.engine import Database
+from adapters.db.models import Decision, RecoveryAttempt
+from adapters.mail.backends import FileMailer
 from config import Settings
 from domain import rules
-from tests.fakes import FakeFaceSign, make_deps, seed_attempt
+from domain.report import parse_session
+from tests.fakes import FakeFaceSign, append_decision, make_deps, seed_attempt
 from tests.integration.test_audit_rows import cli
 from tests.unit.test_audit_api import audit_app, auth
-from workers import decisions
-from workers.context import Deps
+from usecases import decide
+from usecases.deps import Deps
 
 PROCESSES = 4
 PER_PROCESS = 12
@@ -32,7 +33,7 @@ def decide_in_child(database_url: str, mail_dir: str, worker: int, barrier: Any)
     """One worker process: decides its own attempts through the real decision path, all at once with the others."""
     deps = Deps(
         settings=Settings(database_url=database_url, mail_backend="file", mail_dir=mail_dir),
-        engine=make_engine(database_url),
+        db=Database.connect(database_url),
         facesign=FakeFaceSign(),  # type: ignore[arg-type]
         mailer=FileMailer(mail_dir),
     )
@@ -43,7 +44,7 @@ def decide_in_child(database_url: str, mail_dir: str, worker: int, barrier: Any)
         fake.complete(f"sess_{attempt_id}", attempt_id, email=f"{attempt_id}@example.com", liveness=liveness)
     barrier.wait(timeout=60)
     for n in range(PER_PROCESS):
-        result = decisions.process_session_event(deps, f"sess_w{worker}_{n}", f"evt_{worker}_{n}", f"msg_{worker}_{n}")
+        result = decide.process_session_event(deps, f"sess_w{worker}_{n}", f"evt_{worker}_{n}", f"msg_{worker}_{n}")
         assert result.status in ("approved", "denied"), result
 
 
@@ -65,7 +66,7 @@ def test_worker_processes_appending_at_once_keep_one_chain(database_url: str, tm
     assert [child.exitcode for child in children] == [0] * PROCESSES
 
     total = PROCESSES * PER_PROCESS
-    with deps.sessions() as session:
+    with deps.db.reading() as session:
         rows = session.scalars(select(Decision).order_by(Decision.id)).all()
     assert [row.id for row in rows] == list(range(1, total + 1))
     assert len({row.prev_hash for row in rows}) == total
@@ -77,9 +78,9 @@ def test_worker_processes_appending_at_once_keep_one_chain(database_url: str, tm
 def append_one(services: Any, name: str) -> None:
     """A real append: a new attempt and its decision, under the chain lock, in one transaction."""
     now = datetime.now(UTC)
-    with transaction(services.sessions) as session:
-        create_attempt(session, name, f"sess_{name}", [], "https://x", now, 1800)
-        audit_log.append(
+    with services.deps.db.transaction() as session:
+        create_attempt(session, name, f"sess_{name}", [], "https://x", now)
+        append_decision(
             session,
             rules.Decision("denied", "no_face", session_status="complete", recognition="noFace"),
             attempt_id=name,
@@ -92,13 +93,12 @@ def append_one(services: Any, name: str) -> None:
         )
 
 
-def test_an_appended_row_fills_every_column_of_the_audit_table(database_url: str) -> None:
-    """append() inserts plain values: a column added to the table must be added there too."""
+def test_an_appended_row_reads_back_as_the_record_it_was_hashed_as(database_url: str) -> None:
     _, services, _ = audit_app(database_url, rows=0)
     now = datetime.now(UTC)
-    with transaction(services.sessions) as session:
-        create_attempt(session, "cols", "sess_cols", [], "https://x", now, 1800)
-        values = audit_log.append(
+    with services.deps.db.transaction() as session:
+        create_attempt(session, "cols", "sess_cols", [], "https://x", now)
+        values = append_decision(
             session,
             rules.Decision("denied", "no_face", session_status="complete", recognition="noFace"),
             attempt_id="cols",
@@ -109,10 +109,9 @@ def test_an_appended_row_fills_every_column_of_the_audit_table(database_url: str
             message_id=None,
             digest_key=b"k",
         )
-    assert set(values) == {column.key for column in Decision.__table__.columns}
-    with services.sessions() as session:
+    with services.deps.db.reading() as session:
         stored = session.scalars(select(Decision)).one()
-    assert audit_log.to_record(stored) == audit_log.to_record(SimpleNamespace(**values))
+    assert audit_log.to_record(stored) == values
 
 
 def test_a_cursor_walk_sees_every_row_exactly_once_while_rows_are_appended(database_url: str) -> None:
@@ -142,16 +141,16 @@ def test_a_cursor_walk_sees_every_row_exactly_once_while_rows_are_appended(datab
 def test_a_decision_waiting_for_the_chain_lock_links_to_the_row_committed_meanwhile(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    """The decision's one statement takes the chain lock and reads the head: the head must be read after
-    the lock is granted (a snapshot taken when the statement started would miss the row)."""
+    """A decision takes the chain lock, then reads the head: the head must be read after the lock is
+    granted (a snapshot taken before it would miss the row committed meanwhile)."""
     deps, fake = make_deps(postgres_url, str(tmp_path / "mail"))
     first, second = (seed_attempt(deps, fake, attempt_id=name, user=False) for name in ("first", "second"))
-    report = decisions.parse_session(fake.get_session(second))
-    holder = deps.engine.connect()
+    report = parse_session(fake.get_session(second))
+    holder = Session(deps.db.engine)
     transaction = holder.begin()
-    head = audit_log.locked_head(holder)
+    head = audit_log.lock_chain(holder)
     assert head == audit_log.EMPTY_CHAIN
-    audit_log.append(
+    append_decision(
         holder,
         rules.Decision("denied", "no_face"),
         attempt_id="first",
@@ -163,10 +162,8 @@ def test_a_decision_waiting_for_the_chain_lock_links_to_the_row_committed_meanwh
         digest_key=b"k",
         head=head,
     )
-    results: list[decisions.Result] = []
-    waiter = Thread(
-        target=lambda: results.append(decisions.record(deps, second, report, event_id=None, message_id=None))
-    )
+    results: list[decide.Result] = []
+    waiter = Thread(target=lambda: results.append(decide.record(deps, second, report, event_id=None, message_id=None)))
     waiter.start()
     waiter.join(timeout=1.0)
     assert waiter.is_alive(), "the second decision did not wait for the chain lock"
@@ -174,27 +171,27 @@ def test_a_decision_waiting_for_the_chain_lock_links_to_the_row_committed_meanwh
     holder.close()
     waiter.join(timeout=30)
     assert [r.status for r in results] == ["denied"]
-    with deps.sessions() as session:
+    with deps.db.reading() as session:
         rows = session.scalars(select(Decision).order_by(Decision.id)).all()
     assert [(row.id, row.session_id) for row in rows] == [(1, first), (2, second)]
     assert rows[1].prev_hash == rows[0].hash
 
 
 def test_a_decision_waiting_for_its_attempt_does_not_hold_the_chain_lock(postgres_url: str, tmp_path: Path) -> None:
-    """The statement locks the attempt's row before it takes the chain lock: while one decision waits
-    for its attempt (held here by another transaction), decisions of other attempts go on."""
+    """A decision locks its attempt's row before it takes the chain lock: while one decision waits for
+    its attempt (held here by another transaction), decisions of other attempts go on."""
     deps, fake = make_deps(postgres_url, str(tmp_path / "mail"))
     blocked, free = (seed_attempt(deps, fake, attempt_id=name, user=False) for name in ("blocked", "free"))
-    holder = deps.engine.connect()
+    holder = deps.db.engine.connect()
     transaction = holder.begin()
     holder.execute(select(RecoveryAttempt).where(RecoveryAttempt.id == "blocked").with_for_update())
-    results: list[decisions.Result] = []
-    waiter = Thread(target=lambda: results.append(decisions.process_session_event(deps, blocked)))
+    results: list[decide.Result] = []
+    waiter = Thread(target=lambda: results.append(decide.process_session_event(deps, blocked)))
     waiter.start()
     try:
         waiter.join(timeout=1.0)
         assert waiter.is_alive(), "the decision did not wait for its attempt's row"
-        other = Thread(target=lambda: results.append(decisions.process_session_event(deps, free)))
+        other = Thread(target=lambda: results.append(decide.process_session_event(deps, free)))
         other.start()
         other.join(timeout=10)
         assert [r.status for r in results] == ["denied"], "another attempt's decision waited for the chain lock"

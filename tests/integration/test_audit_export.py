@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.db import make_engine
-from adapters.migrate import upgrade
 from tests.e2e.conftest import CLI, base_env
+from tests.fakes import migrated
 from tests.integration.test_audit_rows import fill
 
 SMALL, LARGE = 20_000, 60_000
@@ -52,8 +51,7 @@ def peak_rss_kib(database_url: str, *args: str, output: Path) -> int:
 
 
 def filled(database_url: str, rows: int) -> str:
-    engine = make_engine(database_url)
-    upgrade(engine)
+    engine = migrated(database_url).engine
     fill(engine, rows)
     engine.dispose()
     return database_url

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from adapters.audit_log import pseudonym_key, to_record
-from adapters.models import Decision
+from adapters.db.audit_log import to_record
+from adapters.db.models import Decision
+from adapters.db.pseudonyms import pseudonym_key
 from domain.audit_chain import email_digest
 from tests.fakes import make_deps, seed_attempt
-from workers import decisions
+from usecases import decide as decisions
 
 PERSONAL = ("Ada Lovelace", "+44 20 7946 0000", "data:image/jpeg;base64,/9j/4AAQ", "ada@example.com", "Analytical")
 
@@ -23,7 +24,7 @@ def test_worker_decisions_keep_nothing_personal(database_url: str, tmp_path: Pat
         report = fake.sessions[session_id]["session"]["report"]["nodeReports"][0]["report"]
         report.update(name=PERSONAL[0], phone=PERSONAL[1], photo=PERSONAL[2], company=PERSONAL[4])
         decisions.process_session_event(deps, session_id, "evt", "msg")
-    with deps.sessions() as session:
+    with deps.db.reading() as session:
         rows = session.scalars(select(Decision).order_by(Decision.id)).all()
         key = pseudonym_key(session, None)
     records = [to_record(row) for row in rows]

@@ -16,12 +16,11 @@ from typing import Any
 from click.testing import CliRunner
 from sqlalchemy import Engine, insert, select
 
-from adapters.audit_log import head
-from adapters.db import make_engine, session_factory
-from adapters.migrate import upgrade
-from adapters.models import Decision, RecoveryAttempt
+from adapters.db.models import Decision, RecoveryAttempt
 from cli import main
-from domain.audit_chain import GENESIS, chain_hash, email_digest, format_time
+from domain.audit_chain import GENESIS, chain_hash, email_digest
+from domain.times import format_time
+from tests.fakes import migrated
 
 REASONS = ("verified", "face_not_recognized", "liveness_failed", "deepfake_detected", "no_face")
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -78,8 +77,8 @@ def chained_rows(count: int, first_id: int, prev: str, start: datetime, step: ti
 
 def fill(engine: Engine, count: int, start: datetime = START, step: timedelta = timedelta(seconds=1)) -> None:
     """Append `count` rows (and their attempts) after the current head, in bulk INSERTs of 5,000."""
-    with session_factory(engine)() as session:
-        last = head(session)
+    with engine.connect() as connection:
+        last = connection.execute(select(Decision.id, Decision.hash).order_by(Decision.id.desc()).limit(1)).first()
         first_id, prev = (last.id + 1, last.hash) if last else (1, GENESIS)
     batch: list[dict[str, Any]] = []
     for row in chained_rows(count, first_id, prev, start, step):
@@ -102,7 +101,6 @@ def _insert(engine: Engine, rows: list[dict[str, Any]]) -> None:
             "flow": [],
             "session_url": None,
             "created_at": row["decided_at"],
-            "expires_at": row["decided_at"] + timedelta(minutes=30),
             "decided_at": row["decided_at"],
         }
         for row in rows
@@ -118,14 +116,13 @@ def cli(database_url: str, *args: str) -> Any:
 
 
 def test_bulk_rows_form_a_chain_the_verifier_accepts(database_url: str) -> None:
-    engine = make_engine(database_url)
-    upgrade(engine)
+    engine = migrated(database_url).engine
     fill(engine, 120)
     fill(engine, 30, start=START + timedelta(days=1))  # continues from the head
     result = cli(database_url, "audit", "verify")
     assert result.exit_code == 0, result.output
     assert result.output.startswith("150 rows, chain intact")
-    with session_factory(engine)() as session:
+    with engine.connect() as session:
         assert session.scalar(select(Decision.prev_hash).where(Decision.id == 121)) == session.scalar(
             select(Decision.hash).where(Decision.id == 120)
         )
@@ -135,7 +132,6 @@ if __name__ == "__main__":
     url = os.environ.get("DATABASE_URL", "sqlite:///audit-bench.db")
     if url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).exists():
         sys.exit(f"{url} exists; use a fresh database")
-    target = make_engine(url)
-    upgrade(target)
+    target = migrated(url).engine
     fill(target, int(sys.argv[1]) if len(sys.argv) > 1 else 200_000)
     print(f"filled {url}")

@@ -9,14 +9,12 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from adapters.db import make_engine
-from adapters.migrate import upgrade
+from tests.fakes import migrated
 from tests.integration.test_audit_rows import cli, fill
 
 
 def setup(database_url: str, rows: int = 8) -> Engine:
-    engine = make_engine(database_url)
-    upgrade(engine)
+    engine = migrated(database_url).engine
     fill(engine, rows)
     return engine
 
@@ -65,8 +63,8 @@ def swap(connection: Connection) -> None:
 def attempt_for_insert(connection: Connection) -> None:
     connection.execute(
         text(
-            "INSERT INTO recovery_attempts (id, client_reference_id, kind, status, flow, created_at, expires_at) "
-            "SELECT 'att_forged', 'att_forged', kind, 'approved', flow, created_at, expires_at "
+            "INSERT INTO recovery_attempts (id, client_reference_id, kind, status, flow, created_at) "
+            "SELECT 'att_forged', 'att_forged', kind, 'approved', flow, created_at "
             "FROM recovery_attempts WHERE id = 'att_1'"
         )
     )

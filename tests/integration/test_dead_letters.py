@@ -8,8 +8,9 @@ import dramatiq
 import pytest
 from click.testing import CliRunner
 
-from adapters import dead_letters
-from adapters.broker import MAIL_ACTOR, MAIL_QUEUE, SESSIONS_QUEUE, build_broker, session_event_message
+from adapters.queue import dead_letters
+from adapters.queue.broker import build_broker, session_event_message
+from adapters.queue.names import MAIL_ACTOR, MAIL_QUEUE, SESSIONS_QUEUE
 
 pytestmark = pytest.mark.redis
 
@@ -54,7 +55,7 @@ def test_list_shows_what_an_operator_needs(redis_url: str, redis_namespace: str)
     assert letters[0].failure == "FaceSignTransient: HTTP 503 on GET /sessions/s1"
     assert letters[1].failure == "rejected (no traceback recorded)"
     assert 0 <= letters[0].age_seconds() < 60
-    assert dead_letters.count(broker, SESSIONS_QUEUE) == 1
+    assert [letter.queue for letter in dead_letters.list_dead_letters(broker, [SESSIONS_QUEUE])] == [SESSIONS_QUEUE]
 
 
 def test_replay_requeues_with_fresh_retries_once(redis_url: str, redis_namespace: str) -> None:

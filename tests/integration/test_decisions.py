@@ -11,20 +11,21 @@ from threading import Barrier, Thread
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
-from adapters import audit_log, outbox
-from adapters.audit_log import to_record
-from adapters.db import transaction
-from adapters.models import Decision, OutgoingMail, RecoveryAttempt, ResetToken
-from adapters.users import add_user
+from adapters.db.audit_log import to_record
+from adapters.db.models import Decision, OutgoingMail, RecoveryAttempt, ResetToken
+from adapters.db.users import add_user
 from domain import rules
 from domain.audit_chain import GENESIS, chain_hash
-from tests.fakes import make_deps, seed_attempt
-from workers import decisions, mail
+from domain.tokens import token_hash
+from tests.fakes import append_decision, make_deps, seed_attempt
+from usecases import decide as decisions
+from usecases import send_mail as mail
 
 
 def counts(deps) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    with deps.sessions() as db:
+    with deps.db.reading() as db:
         return {
             model.__tablename__: db.scalar(select(func.count()).select_from(model))
             for model in (Decision, ResetToken, OutgoingMail)
@@ -36,7 +37,7 @@ def test_approval_writes_row_token_and_mail_in_one_go(database_url: str, tmp_pat
     session_id = seed_attempt(deps, fake)
     result = decisions.process_session_event(deps, session_id, event_id="evt_1", message_id="msg_1")
     assert result.status == "approved" and result.mail_id
-    with deps.sessions() as db:
+    with deps.db.reading() as db:
         row = db.scalar(select(Decision))
         attempt = db.get(RecoveryAttempt, "att1")
         token = db.scalar(select(ResetToken))
@@ -54,10 +55,10 @@ def test_approval_writes_row_token_and_mail_in_one_go(database_url: str, tmp_pat
     assert message["To"] == "ada@example.com"
     text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     token_in_link = re.search(r"token=([A-Za-z0-9_-]+)", text).group(1)  # type: ignore[union-attr]
-    assert outbox.token_hash(token_in_link) == token.token_hash
+    assert token_hash(token_in_link) == token.token_hash
     assert mail.send_reset_email(deps, result.mail_id) is False  # never twice
     assert len(list((tmp_path / "mail").glob("*.eml"))) == 1
-    with deps.sessions() as db:
+    with deps.db.reading() as db:
         sent = db.scalar(select(OutgoingMail))
     assert sent is not None and sent.status == "sent" and sent.reset_url is None
 
@@ -81,7 +82,7 @@ def test_unfinished_and_unknown_sessions_record_nothing(database_url: str, tmp_p
     for hostile in ("sess\x00x", "s" * 129):
         assert decisions.process_session_event(deps, hostile).status == "unknown_session"
     assert counts(deps) == {"decisions": 0, "reset_tokens": 0, "outgoing_mail": 0}
-    with deps.sessions() as db:
+    with deps.db.reading() as db:
         assert db.get(RecoveryAttempt, "att1").status == "pending"  # type: ignore[union-attr]
 
 
@@ -108,13 +109,13 @@ def test_the_recognised_user_is_found_however_many_addresses_the_session_reports
 ) -> None:
     deps, fake = make_deps(database_url, str(tmp_path / "mail"))
     session_id = seed_attempt(deps, fake, user=user)
-    with transaction(deps.sessions) as db:
+    with deps.db.transaction() as db:
         for n, address in enumerate(others):
             add_user(db, address, user_id=f"other{n}")  # enrolled, but not the face FaceSign recognised
     nodes = fake.sessions[session_id]["session"]["report"]["nodeReports"]
     nodes += [{"nodeId": f"extra{n}", "outcome": "x", "report": {"email": a}} for n, a in enumerate(others)]
     decisions.process_session_event(deps, session_id)
-    with deps.sessions() as db:
+    with deps.db.reading() as db:
         row = db.scalars(select(Decision)).one()
     assert (row.outcome, row.reason) == outcome
     assert row.matched_user_id == ("u_att1" if user else None)
@@ -129,13 +130,13 @@ def test_denial_issues_no_token(database_url: str, tmp_path: Path) -> None:
 
 
 def test_an_audit_row_that_cannot_be_written_leaves_nothing(database_url: str, tmp_path: Path) -> None:
-    """The audit row is the last write (on PostgreSQL, of one statement): when it fails, the attempt's
-    status, the token and the mail written before it are undone."""
+    """The audit row is the last write of the decision's transaction: when it fails, the attempt's
+    status, the token and the mail written before it are undone, and the message is retried."""
     deps, fake = make_deps(database_url, str(tmp_path / "mail"))
     session_id = seed_attempt(deps, fake)
     seed_attempt(deps, fake, attempt_id="att2", user=False)
-    with transaction(deps.sessions) as db:  # a row that takes att1's session id: att1's own cannot be added
-        audit_log.append(
+    with deps.db.transaction() as db:  # a row that takes att1's session id: att1's own cannot be added
+        append_decision(
             db,
             rules.Decision("denied", "no_face"),
             attempt_id="att2",
@@ -146,9 +147,10 @@ def test_an_audit_row_that_cannot_be_written_leaves_nothing(database_url: str, t
             message_id=None,
             digest_key=b"k",
         )
-    assert decisions.process_session_event(deps, session_id).status == "already_decided"
+    with pytest.raises(IntegrityError):
+        decisions.process_session_event(deps, session_id)
     assert counts(deps) == {"decisions": 1, "reset_tokens": 0, "outgoing_mail": 0}
-    with deps.sessions() as db:
+    with deps.db.reading() as db:
         assert db.get(RecoveryAttempt, "att1").status == "pending"  # type: ignore[union-attr]
 
 
@@ -181,7 +183,7 @@ def test_chain_links_successive_decisions(database_url: str, tmp_path: Path) -> 
     ids = [seed_attempt(deps, fake, attempt_id=f"a{i}", email=f"u{i}@example.com") for i in range(3)]
     for session_id in ids:
         decisions.process_session_event(deps, session_id)
-    with deps.sessions() as db:
+    with deps.db.reading() as db:
         rows = list(db.scalars(select(Decision).order_by(Decision.id)))
     assert [r.id for r in rows] == [1, 2, 3]
     previous = GENESIS

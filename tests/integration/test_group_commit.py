@@ -1,4 +1,4 @@
-"""The receiver's group-commit fast path (and the worker's DirectQueue) against real Redis, consumed by stock Dramatiq.
+"""The receiver's group-commit fast path against real Redis, consumed by a stock Dramatiq worker.
 
 This is the contract that lets the receiver write Dramatiq's Redis keys itself: if a dramatiq
 upgrade changes the layout or the message format, the first test fails.
@@ -18,24 +18,14 @@ import dramatiq
 import httpx
 import pytest
 import redis
-from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
-from adapters.broker import (
-    MAIL_ACTOR,
-    MAIL_QUEUE,
-    PROCESS_ACTOR,
-    SESSIONS_QUEUE,
-    DirectQueue,
-    SessionEvents,
-    build_broker,
-)
-from adapters.db import make_engine
+from adapters.queue.broker import SessionEvents, build_broker
+from adapters.queue.names import PROCESS_ACTOR, SESSIONS_QUEUE
 from config import Settings
-from domain.flow import build_recovery_flow
 from domain.signature import HEADER, sign
 from receiver.app import create_app
-from receiver.services import Services
+from tests.fakes import make_services
 
 SECRET = "whsec_test"
 DOWN_URL = "redis://127.0.0.1:1/0"
@@ -93,7 +83,6 @@ def test_a_stock_dramatiq_worker_runs_the_actor_for_every_message_the_fast_path_
     pairs = [(f"sess_{i}", f"evt_{i}" if i % 3 else None) for i in range(60)]
     message_ids = enqueue_all(events, pairs)
     assert not [m for m in message_ids if isinstance(m, BaseException)]
-    assert events.group_commit is not None and events.group_commit.batches_written < len(pairs)
 
     drain(redis_broker, SESSIONS_QUEUE)
     assert sorted((c[0], c[1]) for c in calls) == sorted(((s,), {"event_id": e}) for s, e in pairs)
@@ -107,14 +96,8 @@ def signed_post(client: httpx.AsyncClient, session_id: str) -> Any:
 
 
 def webhook_app(tmp_path: Path, events: SessionEvents) -> Any:
-    services = Services(
-        settings=Settings(webhook_secrets=(SECRET,)),
-        engine=make_engine(f"sqlite:///{tmp_path}/unused.db"),
-        facesign=None,  # type: ignore[arg-type]  # the webhook endpoint never calls FaceSign
-        events=events,
-        flow=build_recovery_flow(),
-    )
-    return create_app(services)
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/unused.db", webhook_secrets=(SECRET,))
+    return create_app(make_services(settings, events=events))
 
 
 def post_concurrently(app: Any, session_ids: list[str], events: SessionEvents) -> list[int]:
@@ -144,7 +127,6 @@ def test_many_concurrent_webhooks_make_exactly_that_many_messages(
     client.close()
     assert len(queue) == len(set(queue)) == 300 and set(queue) == {k.decode() for k in stored}
     assert sorted(json.loads(v)["args"][0] for v in stored.values()) == sorted(session_ids)
-    assert events.group_commit is not None and events.group_commit.batches_written < 300
 
 
 def test_webhooks_get_503_when_redis_is_down(tmp_path: Path) -> None:
@@ -171,41 +153,3 @@ def test_batches_survive_a_script_cache_flush_and_fill_the_largest_batch(
     stored = client.hgetall(f"{namespace}:{SESSIONS_QUEUE}.msgs")
     assert {key.decode() for key in stored} == set(queued)
     assert [json.loads(stored[i.encode()])["args"][0] for i in queued] == [f"s{i}" for i in range(len(queued))]
-    assert events.group_commit.batches_written >= 3
-
-
-def test_the_workers_direct_enqueue_is_consumed_by_a_stock_worker_like_actor_send(
-    redis_broker: dramatiq.Broker, redis_url: str, redis_namespace: str
-) -> None:
-    """DirectQueue (the deciding worker's reset-email enqueue) writes the same keys as `actor.send`."""
-    received: list[tuple[str, str]] = []
-
-    def send_reset_email(mail_id: str) -> None:
-        message = CurrentMessage.get_current_message()
-        assert message is not None
-        received.append((mail_id, message.message_id))
-
-    actor = declare(redis_broker, send_reset_email, MAIL_ACTOR, MAIL_QUEUE)
-    direct = DirectQueue(redis_broker, MAIL_QUEUE, MAIL_ACTOR)
-    direct_ids = [direct.send(f"mail_{i}") for i in range(5)]
-    actor.send("mail_by_actor")
-    client = redis.Redis.from_url(redis_url)
-    stored = {
-        json.loads(v)["args"][0]: json.loads(v) for v in client.hgetall(f"{redis_namespace}:{MAIL_QUEUE}.msgs").values()
-    }
-    assert client.llen(f"{redis_namespace}:{MAIL_QUEUE}") == 6
-    client.close()
-    assert set(stored["mail_0"]) == set(stored["mail_by_actor"])  # the same fields as Dramatiq's own
-    assert stored["mail_0"]["options"].keys() == stored["mail_by_actor"]["options"].keys()
-
-    drain(redis_broker, MAIL_QUEUE)
-    assert sorted(mail_id for mail_id, _ in received) == sorted([f"mail_{i}" for i in range(5)] + ["mail_by_actor"])
-    assert set(direct_ids) <= {message_id for _, message_id in received}
-
-
-def test_direct_enqueue_goes_through_the_broker_when_it_is_not_redis() -> None:
-    broker = StubBroker()
-    broker.declare_queue(MAIL_QUEUE)
-    message_id = DirectQueue(broker, MAIL_QUEUE, MAIL_ACTOR).send("mail_1")
-    [message] = [dramatiq.Message.decode(data) for data in broker.queues[MAIL_QUEUE].queue]
-    assert (message.message_id, message.actor_name, message.args) == (message_id, MAIL_ACTOR, ("mail_1",))

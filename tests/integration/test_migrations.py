@@ -4,16 +4,15 @@ import pytest
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
-from adapters.db import make_engine
-from adapters.migrate import upgrade
-from adapters.models import ServiceSetting
+from adapters.db.migrate import upgrade
+from adapters.db.models import ServiceSetting
+from tests.fakes import migrated
 
 TABLES = {"users", "recovery_attempts", "decisions", "reset_tokens", "outgoing_mail", "service_settings"}
 
 
 def test_migrations_run_from_empty_and_again(database_url: str) -> None:
-    engine = make_engine(database_url)
-    upgrade(engine)
+    engine = migrated(database_url).engine
     upgrade(engine)  # idempotent: already at head
     assert TABLES <= set(inspect(engine).get_table_names())
     with engine.connect() as connection:
@@ -22,13 +21,12 @@ def test_migrations_run_from_empty_and_again(database_url: str) -> None:
 
 
 def test_postgres_refuses_changes_to_the_audit_log(postgres_url: str) -> None:
-    engine = make_engine(postgres_url)
-    upgrade(engine)
+    engine = migrated(postgres_url).engine
     with engine.begin() as connection:
         connection.execute(
             text(
-                "INSERT INTO recovery_attempts (id, client_reference_id, kind, status, flow, created_at, expires_at) "
-                "VALUES ('a1', 'a1', 'forgot_password', 'denied', '[]', now(), now())"
+                "INSERT INTO recovery_attempts (id, client_reference_id, kind, status, flow, created_at) "
+                "VALUES ('a1', 'a1', 'forgot_password', 'denied', '[]', now())"
             )
         )
         connection.execute(

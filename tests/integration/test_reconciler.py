@@ -8,19 +8,18 @@ from threading import Barrier, Thread
 
 from sqlalchemy import func, select
 
-from adapters import outbox
-from adapters.db import transaction
-from adapters.facesign import FaceSignNotFound, FaceSignTransient
-from adapters.models import Decision, OutgoingMail, RecoveryAttempt
+from adapters.db import outbox
+from adapters.db.models import Decision, OutgoingMail, RecoveryAttempt
+from adapters.facesign.client import FaceSignNotFound, FaceSignTransient
 from tests.fakes import make_deps, seed_attempt
-from workers import decisions
-from workers.reconciler import reconcile_once
+from usecases import decide as decisions
+from usecases.reconcile import reconcile_once
 
 LATER = timedelta(seconds=120)
 
 
 def attempt_status(deps, attempt_id: str = "att1") -> str:  # type: ignore[no-untyped-def]
-    with deps.sessions() as db:
+    with deps.db.reading() as db:
         return db.get(RecoveryAttempt, attempt_id).status
 
 
@@ -32,7 +31,7 @@ def test_a_lost_webhook_is_decided_once_stale(database_url: str, tmp_path: Path)
     assert tally == {"approved": 1, "mail": 1}
     assert attempt_status(deps) == "approved"
     assert len(list((tmp_path / "mail").glob("*.eml"))) == 1
-    with deps.sessions() as db:
+    with deps.db.reading() as db:
         row = db.scalar(select(Decision))
     assert row is not None and row.event_id is None and row.message_id is None
     assert reconcile_once(deps, now=datetime.now(UTC) + LATER) == {}
@@ -46,7 +45,7 @@ def test_unfinished_sessions_wait_then_expire(database_url: str, tmp_path: Path)
     tally = reconcile_once(deps, now=datetime.now(UTC) + timedelta(seconds=1801))
     assert tally == {"denied": 1}
     assert attempt_status(deps) == "expired"
-    with deps.sessions() as db:
+    with deps.db.reading() as db:
         assert db.scalar(select(Decision.reason)) == "attempt_expired"
 
 
@@ -72,7 +71,7 @@ def test_mail_nobody_sent_is_sent_once(database_url: str, tmp_path: Path) -> Non
     assert result.mail_id
     assert reconcile_once(deps, now=datetime.now(UTC) + LATER) == {"mail": 1}
     assert reconcile_once(deps, now=datetime.now(UTC) + LATER) == {}
-    with deps.sessions() as db:
+    with deps.db.reading() as db:
         assert db.scalar(select(OutgoingMail.status)) == "sent"
     assert len(list((tmp_path / "mail").glob("*.eml"))) == 1
 
@@ -93,7 +92,7 @@ def test_concurrent_reconcilers_decide_once(database_url: str, tmp_path: Path) -
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    with deps.sessions() as db:
+    with deps.db.reading() as db:
         assert db.scalar(select(func.count()).select_from(Decision)) == 5
         assert db.scalar(select(func.count()).select_from(OutgoingMail).where(OutgoingMail.status == "sent")) == 5
     assert len(list((tmp_path / "mail").glob("*.eml"))) == 5
@@ -104,7 +103,7 @@ def test_a_send_killed_midway_is_resumed_only_where_repeating_is_harmless(databa
     session_id = seed_attempt(deps, fake)
     mail_id = decisions.process_session_event(deps, session_id, "evt").mail_id
     assert mail_id
-    with transaction(deps.sessions) as db:  # a worker claimed the mail, then was SIGKILLed
+    with deps.db.transaction() as db:  # a worker claimed the mail, then was SIGKILLed
         assert outbox.claim(db, mail_id, datetime.now(UTC)) is not None
 
     deps.mailer.idempotent = False  # type: ignore[misc]  # as SMTP: never hand it over twice
@@ -114,5 +113,5 @@ def test_a_send_killed_midway_is_resumed_only_where_repeating_is_harmless(databa
     deps.mailer.idempotent = True  # type: ignore[misc]  # the file backend: same file, same name
     assert reconcile_once(deps, now=datetime.now(UTC) + LATER) == {"mail_resumed": 1, "mail": 1}
     assert len(list((tmp_path / "mail").glob("*.eml"))) == 1
-    with deps.sessions() as db:
+    with deps.db.reading() as db:
         assert db.scalar(select(OutgoingMail.status)) == "sent"

@@ -13,43 +13,34 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from adapters.attempts import create_attempt
-from adapters.db import make_engine, session_factory, transaction
-from adapters.migrate import upgrade
-from adapters.models import ResetToken
-from adapters.outbox import issue_reset
-from adapters.tokens import redeem
-from adapters.users import add_user
+from adapters.db.attempts import create_attempt
+from adapters.db.engine import Database
+from adapters.db.models import ResetToken
+from adapters.db.outbox import issue_reset
+from adapters.db.tokens import redeem
+from adapters.db.users import add_user
 from config import Settings
 from domain.flow import build_recovery_flow
 from receiver.app import create_app
 from receiver.services import Services
-from tests.fakes import NoEvents
+from tests.fakes import make_services as services_for
 
 INVALID = {"error": "invalid_or_expired_token"}
 
 
 def make_services(database_url: str, **overrides: Any) -> Services:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    return Services(
-        settings=Settings(database_url=database_url, **overrides),
-        engine=engine,
-        facesign=None,  # type: ignore[arg-type]
-        events=NoEvents(),  # type: ignore[arg-type]
-        flow=build_recovery_flow(),
-    )
+    return services_for(Settings(database_url=database_url, **overrides))
 
 
 def issue(services: Services, attempt: str = "att1", now: datetime | None = None, ttl: int = 900) -> str:
     """A user, a decided attempt and its reset token; returns the raw token."""
     now = now or datetime.now(UTC)
-    with transaction(services.sessions) as session:
+    with services.deps.db.transaction() as session:
         user = add_user(session, f"{attempt}@example.com", user_id=f"u_{attempt}")
-        create_attempt(session, attempt, f"sess_{attempt}", build_recovery_flow(), "https://x", now, 1800)
-        mail = issue_reset(session, attempt, user, now, ttl, lambda token: token)
-        assert mail.reset_url is not None
-        return mail.reset_url
+        create_attempt(session, attempt, f"sess_{attempt}", build_recovery_flow(), "https://x", now)
+        tokens: list[str] = []
+        issue_reset(session, attempt, user, now, ttl, lambda token: tokens.append(token) or token)
+        return tokens[0]
 
 
 def test_a_token_works_exactly_once(database_url: str) -> None:
@@ -67,7 +58,7 @@ def test_only_the_hash_is_stored_and_the_token_has_256_bits(database_url: str) -
     services = make_services(database_url)
     token = issue(services)
     assert len(token) >= 43  # 32 random bytes, URL-safe base64
-    with services.sessions() as session:
+    with services.deps.db.reading() as session:
         stored = session.scalars(select(ResetToken)).one()
     assert stored.token_hash == hashlib.sha256(token.encode()).hexdigest()
     assert token not in {stored.token_hash, stored.user_id, stored.attempt_id}
@@ -85,11 +76,11 @@ def test_expiry_is_checked_against_the_time_of_redemption(tmp_path: Path) -> Non
     services = make_services(f"sqlite:///{tmp_path}/r.db")
     issued = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     token = issue(services, now=issued, ttl=900)
-    with transaction(services.sessions) as session:
+    with services.deps.db.transaction() as session:
         assert redeem(session, token, issued + timedelta(seconds=900)) is None  # the boundary is already too late
-    with transaction(services.sessions) as session:
+    with services.deps.db.transaction() as session:
         assert redeem(session, token, issued + timedelta(seconds=899)) == "u_att1"
-    with transaction(services.sessions) as session:
+    with services.deps.db.transaction() as session:
         assert redeem(session, token, issued + timedelta(seconds=1)) is None  # used
 
 
@@ -142,13 +133,13 @@ def test_twenty_concurrent_redemptions_on_separate_connections(postgres_url: str
 
     services = make_services(postgres_url)
     token = issue(services)
-    factory = session_factory(make_engine(postgres_url, pool_size=25))
+    db = Database.connect(postgres_url, pool_size=25)
     barrier = threading.Barrier(20)
     results: list[str | None] = []
     lock = threading.Lock()
 
     def attempt() -> None:
-        with factory() as session, session.begin():
+        with db.transaction() as session:
             session.connection()  # open the connection and transaction before the race starts
             barrier.wait(timeout=30)
             user_id = redeem(session, token, datetime.now(UTC))

@@ -10,8 +10,8 @@ import dramatiq
 import pytest
 from sqlalchemy import select
 
-from adapters.broker import SessionEvents, build_broker
-from adapters.models import Decision, OutgoingMail
+from adapters.db.models import Decision, OutgoingMail
+from adapters.queue.broker import SessionEvents, build_broker
 from tests.fakes import make_deps, seed_attempt
 from workers import actors, context
 
@@ -44,22 +44,22 @@ def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyp
 
 
 def test_webhook_event_through_redis_to_decision_and_email(
-    postgres_url: str, tmp_path: Path, redis_broker: dramatiq.Broker, redis_worker: dramatiq.Worker
+    postgres_url: str, tmp_path: Path, redis_url: str, redis_broker: dramatiq.Broker, redis_worker: dramatiq.Worker
 ) -> None:
     deps, fake = make_deps(postgres_url, str(tmp_path / "mail"))
     context.install(deps)
     try:
         session_id = seed_attempt(deps, fake)
-        first = SessionEvents(redis_broker).enqueue(session_id, "evt_redis")
-        second = SessionEvents(redis_broker).enqueue(session_id, "evt_redis")  # a duplicate delivery
+        first = SessionEvents(redis_broker, redis_url).enqueue(session_id, "evt_redis")
+        second = SessionEvents(redis_broker, redis_url).enqueue(session_id, "evt_redis")  # a duplicate delivery
 
         def emailed() -> bool:
-            with deps.sessions() as db:
+            with deps.db.reading() as db:
                 return db.scalar(select(OutgoingMail.status)) == "sent"
 
         wait_for(emailed)
         redis_broker.join("sessions", timeout=10_000)
-        with deps.sessions() as db:
+        with deps.db.reading() as db:
             rows = list(db.scalars(select(Decision)))
         assert len(rows) == 1
         assert rows[0].event_id == "evt_redis" and rows[0].outcome == "approved"
@@ -70,8 +70,8 @@ def test_webhook_event_through_redis_to_decision_and_email(
 
 
 def test_enqueue_fails_cleanly_when_redis_is_unreachable() -> None:
-    from adapters.broker import EnqueueError
+    from adapters.queue.broker import EnqueueError
 
-    events = SessionEvents(build_broker("redis://127.0.0.1:1/0"))
+    events = SessionEvents(build_broker("redis://127.0.0.1:1/0"), "redis://127.0.0.1:1/0")
     with pytest.raises(EnqueueError):
         events.enqueue("sess_x", "evt_x")

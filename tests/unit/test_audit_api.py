@@ -14,34 +14,24 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from adapters.audit_log import RECORD_FIELDS
-from adapters.auditors import create_token, revoke_token, token_hash
-from adapters.db import make_engine, transaction
-from adapters.migrate import upgrade
-from adapters.models import AuditAccess, AuditorToken
+from adapters.db.audit_log import RECORD_FIELDS
+from adapters.db.auditors import create_token, revoke_token
+from adapters.db.models import AuditAccess, AuditorToken
 from config import Settings
-from domain.flow import build_recovery_flow
+from domain.tokens import token_hash
 from receiver.app import create_app
 from receiver.services import Services
 from tests.conftest import app_database_url
-from tests.fakes import NoEvents
+from tests.fakes import make_services
 from tests.integration.test_audit_rows import fill
 
 
 def audit_app(database_url: str, rows: int = 0) -> tuple[TestClient, Services, str]:
     """The real app on a migrated database with `rows` decisions and one auditor; returns the token too."""
-    engine = make_engine(database_url)
-    upgrade(engine)
+    services = make_services(Settings(database_url=database_url))
     if rows:
-        fill(engine, rows, step=timedelta(hours=1))
-    services = Services(
-        settings=Settings(database_url=database_url),
-        engine=engine,
-        facesign=None,  # type: ignore[arg-type]
-        events=NoEvents(),  # type: ignore[arg-type]
-        flow=build_recovery_flow(),
-    )
-    with transaction(services.sessions) as session:
+        fill(services.deps.db.engine, rows, step=timedelta(hours=1))
+    with services.deps.db.transaction() as session:
         token = create_token(session, "ann", datetime.now(UTC))
     return TestClient(create_app(services), raise_server_exceptions=False), services, token
 
@@ -85,21 +75,21 @@ def test_401_without_a_valid_token(app: tuple[TestClient, Services, str], header
     assert "items" not in response.json()
     # a bad token with a bad filter is still 401: nothing is said to strangers about the query
     assert client.get("/audit/decisions?limit=0", headers=headers).status_code == 401
-    with services.sessions() as session:
+    with services.deps.db.reading() as session:
         assert session.scalars(select(AuditAccess)).all() == []
 
 
 def test_a_revoked_token_is_refused_at_once(app: tuple[TestClient, Services, str]) -> None:
     client, services, token = app
     assert client.get("/audit/decisions", headers=auth(token)).status_code == 200
-    with transaction(services.sessions) as session:
+    with services.deps.db.transaction() as session:
         revoke_token(session, "ann", datetime.now(UTC))
     assert client.get("/audit/decisions", headers=auth(token)).status_code == 401
 
 
 def test_only_the_token_hash_is_stored(app: tuple[TestClient, Services, str]) -> None:
     _, services, token = app
-    with services.sessions() as session:
+    with services.deps.db.reading() as session:
         [row] = session.scalars(select(AuditorToken)).all()
     assert row.token_hash == token_hash(token) and token not in row.token_hash
 
@@ -203,7 +193,7 @@ def test_every_query_is_recorded_with_who_and_which_filters(app: tuple[TestClien
     before = datetime.now(UTC)
     client.get("/audit/decisions?outcome=denied&reason=no_face&limit=5", headers=auth(token))
     client.get("/audit/decisions", headers={**auth(token), "Accept": "text/csv"})
-    with services.sessions() as session:
+    with services.deps.db.reading() as session:
         entries = session.scalars(select(AuditAccess).order_by(AuditAccess.id)).all()
     assert [(e.auditor, e.action) for e in entries] == [("ann", "decisions"), ("ann", "decisions")]
     first: dict[str, Any] = entries[0].filters
@@ -216,7 +206,7 @@ def test_every_query_is_recorded_with_who_and_which_filters(app: tuple[TestClien
 def test_a_failed_auth_or_bad_filter_reads_nothing_and_records_nothing(app: tuple[TestClient, Services, str]) -> None:
     client, services, token = app
     assert client.get("/audit/decisions?limit=0", headers=auth(token)).status_code == 400
-    with services.sessions() as session:
+    with services.deps.db.reading() as session:
         assert session.scalars(select(AuditAccess)).all() == []
 
 

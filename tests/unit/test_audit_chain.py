@@ -18,11 +18,10 @@ from domain.audit_chain import (
     FIELDS,
     GENESIS,
     canonical,
-    canonical_around_id,
     chain_hash,
     email_digest,
-    format_time,
 )
+from domain.times import format_time
 
 KEY = b"k" * 32
 DECIDED = datetime(2025, 3, 1, 12, 30, 45, 123456, tzinfo=UTC)
@@ -269,20 +268,3 @@ def test_email_digest_does_not_contain_the_email() -> None:
     assert "alice" not in digest
     assert len(digest) == 64
     assert "alice@example.com" not in canonical(row()).decode()
-
-
-@settings(max_examples=300)
-@given(
-    values=st.fixed_dictionaries({name: st.one_of(st.none(), st.text(max_size=30)) for name in FIELDS[2:]}),
-    row_id=st.integers(min_value=1, max_value=2**63 - 1),
-)
-def test_canonical_around_id_brackets_the_ids_digits(values: dict[str, Any], row_id: int) -> None:
-    """Texts that spell `"id":null`, quotes and all, stay inside their own (escaped) values."""
-    whole = row(id=row_id, **values)
-    before, after = canonical_around_id({**whole, "id": "ignored"})
-    assert before + str(row_id).encode() + after == canonical(whole)
-
-
-def test_canonical_around_id_with_a_value_that_spells_the_marker() -> None:
-    before, after = canonical_around_id(row(sessionId='"id":null', eventId='x","id":null,"y'))
-    assert before + b"7" + after == canonical(row(id=7, sessionId='"id":null', eventId='x","id":null,"y'))

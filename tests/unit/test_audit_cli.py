@@ -10,14 +10,15 @@ from typing import Any
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from adapters import audit_log
-from adapters.attempts import create_attempt
-from adapters.db import make_engine, session_factory, transaction
-from adapters.migrate import upgrade
-from adapters.models import AuditAccess, AuditorToken, Decision
+from adapters.db import audit_log
+from adapters.db.attempts import create_attempt
+from adapters.db.engine import Database
+from adapters.db.models import AuditAccess, AuditorToken, Decision
+from adapters.db.pseudonyms import pseudonym_key
 from cli import main
 from domain import rules
 from domain.audit_chain import email_digest
+from tests.fakes import append_decision, migrated
 
 
 def run(url: str, *args: str, key: str = "") -> Any:
@@ -26,16 +27,16 @@ def run(url: str, *args: str, key: str = "") -> Any:
 
 def database(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path}/cli.db"
-    upgrade(make_engine(url))
+    migrated(url)
     return url
 
 
 def decide(url: str, name: str, email: str, configured_key: str | None = None) -> None:
     """A decision appended the way the worker appends it, with the recognised email digested."""
     now = datetime.now(UTC)
-    with transaction(session_factory(make_engine(url))) as session:
-        create_attempt(session, name, f"sess_{name}", [], "https://x", now, 1800)
-        audit_log.append(
+    with Database.connect(url).transaction() as session:
+        create_attempt(session, name, f"sess_{name}", [], "https://x", now)
+        append_decision(
             session,
             rules.Decision("denied", "matched_face_has_no_local_user", recognized_email=email.strip().lower()),
             attempt_id=name,
@@ -44,7 +45,7 @@ def decide(url: str, name: str, email: str, configured_key: str | None = None) -
             decided_at=now,
             event_id=None,
             message_id=None,
-            digest_key=audit_log.pseudonym_key(session, configured_key),
+            digest_key=pseudonym_key(session, configured_key),
         )
 
 
@@ -54,7 +55,7 @@ def test_token_create_list_revoke(tmp_path: Path) -> None:
     assert created.exit_code == 0, created.output
     token = created.stdout.strip()
     assert token.startswith("fsa_") and len(token) > 40
-    with session_factory(make_engine(url))() as session:
+    with Database.connect(url).reading() as session:
         stored = session.scalars(select(AuditorToken)).all()
     assert [row.name for row in stored] == ["ann"] and token not in stored[0].token_hash
 
@@ -88,9 +89,9 @@ def test_query_by_email_digests_it_locally(tmp_path: Path) -> None:
     assert record["attemptId"] == "a1"
     assert "quinn" not in json.dumps(record).lower()  # a name no hex digest can contain
     assert run(url, "audit", "query", "--email", "eve@example.com", "--format", "jsonl").stdout == ""
-    with session_factory(make_engine(url))() as session:
+    with Database.connect(url).reading() as session:
         entries = session.scalars(select(AuditAccess)).all()
-        key = audit_log.pseudonym_key(session, None)
+        key = pseudonym_key(session, None)
     # the access log keeps the digest that was looked for, never the email itself
     assert entries[0].filters == {"email_digest": email_digest(key, "quinn@example.com")}
     assert entries[0].auditor.startswith("cli:") and entries[0].action == "query"
@@ -109,7 +110,7 @@ def test_no_raw_email_reaches_the_audit_table(tmp_path: Path) -> None:
     url = database(tmp_path)
     decide(url, "a1", "quinn@example.com")
     raw = Path(url.removeprefix("sqlite:///"))
-    with session_factory(make_engine(url))() as session:
+    with Database.connect(url).reading() as session:
         [row] = session.scalars(select(Decision)).all()
     assert "quinn" not in json.dumps(audit_log.to_record(row))
     files = [path for path in raw.parent.iterdir() if path.name.startswith(raw.name)]  # the file and its WAL

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
-from adapters.models import AuditAccess
+from adapters.db.models import AuditAccess
 from receiver.audit_chart import render_chart
 from receiver.services import Services
 from tests.conftest import app_database_url
@@ -71,7 +71,7 @@ def test_the_panel_charts_counts_by_day_and_reason(app: tuple[TestClient, Servic
     assert "Latest decisions (30 of 30 matching)" in html
     assert html.index("<td>30</td>") < html.index("<td>29</td>")  # newest first
     assert "chain intact: 30 rows" in html and 'class="status intact"' in html
-    with services.sessions() as session:
+    with services.deps.db.reading() as session:
         [entry] = session.scalars(select(AuditAccess)).all()
     assert (entry.auditor, entry.action) == ("ann", "dashboard")
     assert entry.filters["since"].startswith("2026-11-01T00:00:00")
@@ -112,7 +112,7 @@ def test_the_default_window_is_the_last_two_weeks(tmp_path: Path) -> None:
 def test_a_tampered_log_shows_as_broken(app: tuple[TestClient, Services, str]) -> None:
     client, services, token = app
     tamper(
-        services.engine,
+        services.deps.db.engine,
         lambda c: c.execute(text("UPDATE decisions SET reason = 'verified', outcome = 'approved' WHERE id = 7")),
     )
     html = client.get(f"/audit/panel?{RANGE}", headers=auth(token)).text

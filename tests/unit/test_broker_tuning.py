@@ -6,8 +6,8 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware.prometheus import Prometheus
 
-from adapters.broker import HEARTBEAT_TIMEOUT_MS, MAINTENANCE_CHANCE, broker_for, build_broker
 from adapters.logs import JsonLogsAtBoot
+from adapters.queue.broker import HEARTBEAT_TIMEOUT_MS, MAINTENANCE_CHANCE, broker_for, build_broker
 from config import Settings
 
 URL = "redis://127.0.0.1:1/0"  # never contacted: building a RedisBroker does no I/O

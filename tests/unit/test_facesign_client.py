@@ -10,7 +10,7 @@ import pytest
 import requests
 import responses
 
-from adapters.facesign import (
+from adapters.facesign.client import (
     FaceSignClient,
     FaceSignError,
     FaceSignNotFound,
@@ -179,27 +179,6 @@ def test_a_redirect_is_not_followed_so_the_key_goes_nowhere_else() -> None:
     with pytest.raises(FaceSignRejected):
         make_client().get_session("sess_1")
     assert [call.request.url for call in responses.calls] == [f"{SESSIONS}/sess_1"]
-
-
-def test_proxy_settings_are_read_from_the_environment_when_the_client_is_built(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
-    monkeypatch.setenv("NO_PROXY", "")
-    client = make_client()
-    monkeypatch.setenv("HTTPS_PROXY", "http://changed.internal:3128")
-    sent: list[dict[str, Any]] = []
-
-    def send(request: requests.PreparedRequest, **options: Any) -> requests.Response:
-        sent.append(options)
-        answer = requests.Response()
-        answer.status_code, answer._content = 200, b'{"session": {}}'
-        return answer
-
-    monkeypatch.setattr(client._adapter, "send", send)
-    client.get_session("sess_1")
-    assert sent[0]["proxies"] == {"https": "http://proxy.internal:3128"}
-    assert sent[0]["timeout"] == (1.0, 2.0)
 
 
 @responses.activate

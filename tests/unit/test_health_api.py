@@ -10,20 +10,19 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from adapters import audit_log
-from adapters.attempts import create_attempt
-from adapters.db import make_engine, transaction
-from adapters.migrate import upgrade
+from adapters.db.attempts import create_attempt
+from adapters.db.engine import Database
 from config import Settings
-from domain.flow import build_recovery_flow
 from domain.rules import Decision
 from receiver.app import create_app
 from receiver.services import Services
 from tests.conftest import app_database_url
+from tests.fakes import append_decision
+from tests.fakes import make_services as services_for
 
 
 class FakeEvents:
-    in_process = True
+    broker = None
 
     def __init__(self, ping_error: Exception | None = None) -> None:
         self.ping_error = ping_error
@@ -42,15 +41,8 @@ class UnusedFaceSign:
 
 
 def make_services(tmp_path: Path, events: FakeEvents | None = None) -> Services:
-    engine = make_engine(app_database_url(tmp_path))
-    upgrade(engine)
-    return Services(
-        settings=Settings(webhook_secrets=("s1", "s2"), webhook_max_bytes=1024),
-        engine=engine,
-        facesign=UnusedFaceSign(),
-        events=events or FakeEvents(),  # type: ignore[arg-type]
-        flow=build_recovery_flow(),
-    )
+    settings = Settings(database_url=app_database_url(tmp_path), webhook_secrets=("s1", "s2"), webhook_max_bytes=1024)
+    return services_for(settings, facesign=UnusedFaceSign(), events=events or FakeEvents())
 
 
 def client_for(services: Services) -> TestClient:
@@ -80,8 +72,8 @@ def test_readyz_names_the_broker_when_its_ping_fails(tmp_path: Path, error: Exce
 def test_readyz_names_the_database_when_it_cannot_be_reached(tmp_path: Path) -> None:
     services = make_services(tmp_path)
     client = client_for(services)
-    services.engine.dispose()
-    services.engine = make_engine(f"sqlite:///{tmp_path}")  # a directory: sqlite cannot open it
+    services.deps.db.dispose()
+    services.deps.db = Database.connect(f"sqlite:///{tmp_path}")  # a directory: sqlite cannot open it
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["failed"] == ["database"]
@@ -91,8 +83,8 @@ def test_readyz_names_the_database_when_it_cannot_be_reached(tmp_path: Path) -> 
 def test_readyz_names_both_when_both_fail(tmp_path: Path) -> None:
     services = make_services(tmp_path, FakeEvents(ping_error=ConnectionError()))
     client = client_for(services)
-    services.engine.dispose()
-    services.engine = make_engine(f"sqlite:///{tmp_path}")
+    services.deps.db.dispose()
+    services.deps.db = Database.connect(f"sqlite:///{tmp_path}")
     response = client.get("/readyz")
     assert response.status_code == 503
     assert sorted(response.json()["failed"]) == ["broker", "database"]
@@ -107,12 +99,9 @@ def test_readyz_recovers_once_the_broker_answers_again(tmp_path: Path) -> None:
 
 
 def test_app_built_while_the_database_is_down_still_reports_it(tmp_path: Path) -> None:
-    services = Services(
-        settings=Settings(webhook_secrets=("s1",)),
-        engine=make_engine(f"sqlite:///{tmp_path}"),
-        facesign=UnusedFaceSign(),
-        events=FakeEvents(),  # type: ignore[arg-type]
-        flow=build_recovery_flow(),
+    settings = Settings(database_url=f"sqlite:///{tmp_path}", webhook_secrets=("s1",))
+    services = services_for(
+        settings, db=Database.connect(settings.database_url), facesign=UnusedFaceSign(), events=FakeEvents()
     )
     client = client_for(services)
     assert client.get("/healthz").status_code == 200
@@ -126,11 +115,9 @@ def test_app_built_while_the_database_is_down_still_reports_it(tmp_path: Path) -
 
 def add_decision(services: Services, n: int, outcome: str, reason: str) -> None:
     now = datetime.now(UTC)
-    with transaction(services.sessions) as session:
-        create_attempt(
-            session, f"attempt-{n:04d}-0123456789abcdef", f"sess_{n}", services.flow, f"https://x/s/sess_{n}", now, 1800
-        )
-        audit_log.append(
+    with services.deps.db.transaction() as session:
+        create_attempt(session, f"attempt-{n:04d}-0123456789abcdef", f"sess_{n}", [], f"https://x/s/sess_{n}", now)
+        append_decision(
             session,
             Decision(outcome, reason, session_status="complete"),
             attempt_id=f"attempt-{n:04d}-0123456789abcdef",

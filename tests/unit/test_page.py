@@ -9,17 +9,15 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from adapters.db import make_engine, transaction
-from adapters.migrate import upgrade
-from adapters.models import RecoveryAttempt
-from adapters.users import add_user
+from adapters.db.models import RecoveryAttempt
+from adapters.db.users import add_user
 from config import ConfigError, Settings
 from domain.flow import build_recovery_flow
 from receiver.app import create_app
 from receiver.page import content_security_policy
 from receiver.services import Services
 from tests.conftest import app_database_url
-from tests.fakes import NoEvents
+from tests.fakes import make_services
 
 
 class FakeFaceSign:
@@ -36,17 +34,12 @@ class FakeFaceSign:
 
 def make_client(tmp_path: Path, **overrides: Any) -> tuple[TestClient, Services]:
     tmp_path.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(app_database_url(tmp_path))
-    upgrade(engine)
-    options: dict[str, Any] = {"facesign_api_url": "http://127.0.0.1:8001", "recoveries_per_minute": 100}
-    settings = Settings(**{**options, **overrides})
-    services = Services(
-        settings=settings,
-        engine=engine,
-        facesign=FakeFaceSign(),  # type: ignore[arg-type]
-        events=NoEvents(),  # type: ignore[arg-type]
-        flow=build_recovery_flow(),
-    )
+    options: dict[str, Any] = {
+        "database_url": app_database_url(tmp_path),
+        "facesign_api_url": "http://127.0.0.1:8001",
+        "recoveries_per_minute": 100,
+    }
+    services = make_services(Settings(**{**options, **overrides}), facesign=FakeFaceSign())
     return TestClient(create_app(services)), services
 
 
@@ -152,16 +145,16 @@ def test_reset_page_does_not_redeem_on_get(tmp_path: Path) -> None:
 def _issue_token(services: Services) -> str:
     from datetime import UTC, datetime
 
-    from adapters.attempts import create_attempt
-    from adapters.outbox import issue_reset
+    from adapters.db.attempts import create_attempt
+    from adapters.db.outbox import issue_reset
 
     now = datetime.now(UTC)
-    with transaction(services.sessions) as session:
+    with services.deps.db.transaction() as session:
         user = add_user(session, "ada@example.com", user_id="u1")
-        create_attempt(session, "att1", "sess_att1", build_recovery_flow(), "https://x", now, 1800)
-        mail = issue_reset(session, "att1", user, now, 900, lambda token: token)
-        assert mail.reset_url is not None
-        return mail.reset_url
+        create_attempt(session, "att1", "sess_att1", build_recovery_flow(), "https://x", now)
+        tokens: list[str] = []
+        issue_reset(session, "att1", user, now, 900, lambda token: tokens.append(token) or token)
+        return tokens[0]
 
 
 def _recovery_answers(client: TestClient) -> list[tuple[int, list[str], str]]:
@@ -178,7 +171,7 @@ def _recovery_answers(client: TestClient) -> list[tuple[int, list[str], str]]:
 def test_answers_are_the_same_with_or_without_any_account(tmp_path: Path) -> None:
     empty, _ = make_client(tmp_path / "empty")
     full, services = make_client(tmp_path / "full")
-    with transaction(services.sessions) as session:
+    with services.deps.db.transaction() as session:
         add_user(session, "ada@example.com", user_id="ada")
     assert _recovery_answers(empty) == _recovery_answers(full)
 
@@ -186,7 +179,7 @@ def test_answers_are_the_same_with_or_without_any_account(tmp_path: Path) -> Non
 def test_decided_attempt_reveals_only_its_status(tmp_path: Path) -> None:
     client, services = make_client(tmp_path)
     attempt_id = client.post("/recoveries").json()["id"]
-    with transaction(services.sessions) as session:
+    with services.deps.db.transaction() as session:
         session.get(RecoveryAttempt, attempt_id).status = "denied"  # type: ignore[union-attr]
     response = client.get(f"/recoveries/{attempt_id}")
     assert response.json() == {"id": attempt_id, "status": "denied"}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from adapters.flow_file import load_flow
+from adapters.facesign.flow_file import load_flow
 from cli import main
 from config import ConfigError
 from domain.flow import build_recovery_flow

@@ -6,9 +6,9 @@ import responses
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.broker import build_broker, session_event_message
-from adapters.facesign import FaceSignClient, FaceSignTransient, RetryPolicy
-from receiver.gauges import register
+from adapters.facesign.client import FaceSignClient, FaceSignTransient, RetryPolicy, vendor_metrics
+from adapters.queue.broker import build_broker, session_event_message
+from adapters.queue.gauges import QueueCollector
 
 
 def values(registry: CollectorRegistry, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -27,7 +27,7 @@ def test_depth_and_dead_letters_of_the_in_process_broker() -> None:
     broker.enqueue(session_event_message("s2", None))
     broker.dead_letters_by_queue["sessions"].append(session_event_message("s3", None))  # type: ignore[attr-defined]
     registry = CollectorRegistry()
-    register(registry, broker)
+    registry.register(QueueCollector(broker))
     depth = values(registry, "facesign_queue_depth")
     assert depth[(("queue", "sessions"), ("state", "ready"))] == 2
     assert depth[(("queue", "mail"), ("state", "ready"))] == 0
@@ -36,7 +36,7 @@ def test_depth_and_dead_letters_of_the_in_process_broker() -> None:
 
 def test_an_unreachable_redis_does_not_break_the_scrape() -> None:
     registry = CollectorRegistry()
-    register(registry, build_broker("redis://127.0.0.1:1/0"))
+    registry.register(QueueCollector(build_broker("redis://127.0.0.1:1/0")))
     assert values(registry, "facesign_queue_depth") == {}
     assert isinstance(generate_latest(registry), bytes)
 
@@ -44,7 +44,8 @@ def test_an_unreachable_redis_does_not_break_the_scrape() -> None:
 @responses.activate
 def test_facesign_errors_are_counted_by_status() -> None:
     registry = CollectorRegistry()
-    register(registry, None)
+    registry.register(vendor_metrics().latency)
+    registry.register(vendor_metrics().errors)
     before = values(registry, "facesign_api_errors_total").get((("status", "503"),), 0.0)
     responses.get("http://vendor/sessions/x", status=503)
     client = FaceSignClient("http://vendor", "k", policy=RetryPolicy(attempts=2, backoff_max=0.01))

@@ -10,17 +10,14 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from adapters.attempts import create_attempt
-from adapters.db import make_engine, transaction
-from adapters.facesign import FaceSignError, FaceSignNotFound, FaceSignRejected, FaceSignTransient
-from adapters.migrate import upgrade
-from adapters.models import RecoveryAttempt
+from adapters.db.attempts import create_attempt
+from adapters.db.models import RecoveryAttempt
+from adapters.facesign.client import FaceSignError, FaceSignNotFound, FaceSignRejected, FaceSignTransient
 from config import Settings
-from domain.flow import build_recovery_flow
 from receiver.app import create_app
 from receiver.services import Services
 from tests.conftest import app_database_url
-from tests.fakes import NoEvents
+from tests.fakes import make_services
 
 URL_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 
@@ -46,17 +43,14 @@ class FakeFaceSign:
 def make_app(
     tmp_path: Path, facesign: FakeFaceSign | None = None, per_minute: int = 100, **client_options: Any
 ) -> tuple[TestClient, FakeFaceSign, Services]:
-    engine = make_engine(app_database_url(tmp_path))
-    upgrade(engine)
-    settings = Settings(webhook_secrets=("s1", "s2"), webhook_max_bytes=1024, recoveries_per_minute=per_minute)
+    settings = Settings(
+        database_url=app_database_url(tmp_path),
+        webhook_secrets=("s1", "s2"),
+        webhook_max_bytes=1024,
+        recoveries_per_minute=per_minute,
+    )
     facesign = FakeFaceSign() if facesign is None else facesign
-    services = Services(
-        settings=settings,
-        engine=engine,
-        facesign=facesign,  # type: ignore[arg-type]
-        events=NoEvents(),
-        flow=build_recovery_flow(),
-    )  # type: ignore[arg-type]
+    services = make_services(settings, facesign=facesign)
     return TestClient(create_app(services), raise_server_exceptions=False, **client_options), facesign, services
 
 
@@ -97,13 +91,13 @@ def test_start_a_recovery(tmp_path: Path, request_options: dict[str, Any]) -> No
     [(reference, metadata, flow)] = facesign.calls
     assert reference == body["id"]
     assert metadata["recoveryType"] == "forgot_password"
-    assert flow == services.flow
+    assert flow == services.deps.flow
 
 
 def test_attempt_is_stored_pending_with_its_session(tmp_path: Path) -> None:
     client, _, services = make_app(tmp_path)
     attempt_id = client.post("/recoveries").json()["id"]
-    with services.sessions() as session:
+    with services.deps.db.reading() as session:
         attempt = session.get(RecoveryAttempt, attempt_id)
         assert attempt is not None
         assert (attempt.status, attempt.session_id, attempt.client_reference_id) == ("pending", "sess_1", attempt_id)
@@ -154,7 +148,7 @@ def test_bad_request_is_400_and_creates_no_session(tmp_path: Path, body: bytes) 
     assert response.status_code == 400
     assert "error" in response.json()
     assert facesign.calls == []
-    with services.sessions() as session:
+    with services.deps.db.reading() as session:
         assert session.query(RecoveryAttempt).count() == 0
 
 
@@ -181,7 +175,7 @@ def test_vendor_failure_is_503_and_stores_nothing(tmp_path: Path, error: FaceSig
     assert response.status_code == 503
     assert "error" in response.json()
     assert "HTTP" not in response.text  # the vendor's details stay in the log
-    with services.sessions() as session:
+    with services.deps.db.reading() as session:
         assert session.query(RecoveryAttempt).count() == 0
 
 
@@ -214,7 +208,7 @@ def test_session_id_is_not_an_attempt_id(tmp_path: Path) -> None:
 def test_decided_status_is_reported_without_a_reason(tmp_path: Path, stored: str) -> None:
     client, _, services = make_app(tmp_path)
     attempt_id = client.post("/recoveries").json()["id"]
-    with transaction(services.sessions) as session:
+    with services.deps.db.transaction() as session:
         attempt = session.get(RecoveryAttempt, attempt_id)
         assert attempt is not None
         attempt.status = stored
@@ -227,15 +221,14 @@ def test_decided_status_is_reported_without_a_reason(tmp_path: Path, stored: str
 def test_pending_attempt_past_its_ttl_reads_expired(tmp_path: Path) -> None:
     client, _, services = make_app(tmp_path)
     long_ago = datetime.now(UTC) - timedelta(hours=2)
-    with transaction(services.sessions) as session:
+    with services.deps.db.transaction() as session:
         create_attempt(
             session,
             "old-attempt-0123456789abcdef",
             "sess_old",
-            services.flow,
+            services.deps.flow,
             "https://x/s/sess_old",
             long_ago,
-            services.settings.attempt_ttl,
         )
     response = client.get("/recoveries/old-attempt-0123456789abcdef")
     assert response.status_code == 200

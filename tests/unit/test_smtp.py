@@ -1,6 +1,6 @@
 """The `smtp` backend against a real SMTP server in-process (aiosmtpd), STARTTLS with a test CA (trustme).
 
-Also the at-most-once rule end to end through `workers.mail.send_reset_email`: a server that drops the
+Also the at-most-once rule end to end through `usecases.send_mail.send_reset_email`: a server that drops the
 connection before accepting gets the mail again on the retry; one that drops after accepting does not.
 """
 
@@ -21,19 +21,19 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from adapters import outbox
-from adapters.attempts import create_attempt
-from adapters.db import transaction
-from adapters.mailer import compose, make_mailer
-from adapters.models import OutgoingMail
-from adapters.smtp import MailDeliveryError, SmtpMailer, parse_smtp_url
-from adapters.users import add_user
+from adapters.db import outbox
+from adapters.db.attempts import create_attempt
+from adapters.db.models import OutgoingMail
+from adapters.db.users import add_user
+from adapters.mail.backends import make_mailer
+from adapters.mail.compose import compose
+from adapters.mail.smtp import MailDeliveryError, SmtpMailer, parse_smtp_url
 from config import ConfigError, Settings
 from domain.flow import build_recovery_flow
 from tests.conftest import app_database_url, free_port
 from tests.fakes import make_deps
-from workers.context import Deps
-from workers.mail import send_reset_email
+from usecases.deps import Deps
+from usecases.send_mail import send_reset_email
 
 LINK = "https://app.example.com/reset?token=tok_AbC-123_xyz"
 
@@ -238,15 +238,15 @@ def queued_mail(tmp_path: Path, mailer: SmtpMailer) -> tuple[Deps, str]:
     deps, _ = make_deps(app_database_url(tmp_path), str(tmp_path / "mail"))
     deps.mailer = mailer
     now = datetime.now(UTC)
-    with transaction(deps.sessions) as session:
+    with deps.db.transaction() as session:
         user = add_user(session, "ada@example.com", user_id="ada")
-        create_attempt(session, "att1", "sess_att1", build_recovery_flow(), "https://x", now, 1800)
-        mail = outbox.issue_reset(session, "att1", user, now, 900, lambda token: f"{LINK}{token}")
-    return deps, mail.id
+        create_attempt(session, "att1", "sess_att1", build_recovery_flow(), "https://x", now)
+        mail_id = outbox.issue_reset(session, "att1", user, now, 900, lambda token: f"{LINK}{token}")
+    return deps, mail_id
 
 
 def mail_row(deps: Deps, mail_id: str) -> OutgoingMail:
-    with deps.sessions() as session:
+    with deps.db.reading() as session:
         row = session.get(OutgoingMail, mail_id)
         assert row is not None
         return row

@@ -16,15 +16,13 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from adapters.broker import PROCESS_ACTOR, SESSIONS_QUEUE, EnqueueError, SessionEvents, build_broker
-from adapters.db import make_engine
-from adapters.migrate import upgrade
+from adapters.queue.broker import EnqueueError, SessionEvents, build_broker
+from adapters.queue.names import PROCESS_ACTOR, SESSIONS_QUEUE
 from config import Settings
-from domain.flow import build_recovery_flow
 from domain.signature import HEADER, LEGACY_HEADER, compute, sign
 from receiver.app import create_app
-from receiver.services import Services
 from tests.conftest import app_database_url
+from tests.fakes import make_services
 
 URL = "/webhooks/facesign"
 SECRETS = ("s1", "s2")
@@ -35,9 +33,10 @@ RECEIVED = {"received": True}
 class FakeEvents:
     """Records what the receiver enqueues; `fail=True` plays a broker that will not take the message."""
 
-    def __init__(self, fail: bool = False, in_process: bool = True) -> None:
+    broker = None
+
+    def __init__(self, fail: bool = False) -> None:
         self.fail = fail
-        self.in_process = in_process
         self.calls: list[tuple[str, str | None]] = []
 
     def enqueue(self, session_id: str, event_id: str | None) -> str:
@@ -59,17 +58,9 @@ class UnusedFaceSign:
 
 
 def make_app(tmp_path: Path, events: Any = None, **overrides: Any) -> tuple[TestClient, Any]:
-    engine = make_engine(app_database_url(tmp_path))
-    upgrade(engine)
-    settings = Settings(**{"webhook_secrets": SECRETS, "webhook_max_bytes": MAX_BYTES, **overrides})
+    options = {"database_url": app_database_url(tmp_path), "webhook_secrets": SECRETS, "webhook_max_bytes": MAX_BYTES}
     events = FakeEvents() if events is None else events
-    services = Services(
-        settings=settings,
-        engine=engine,
-        facesign=UnusedFaceSign(),  # type: ignore[arg-type]
-        events=events,
-        flow=build_recovery_flow(),
-    )
+    services = make_services(Settings(**{**options, **overrides}), facesign=UnusedFaceSign(), events=events)
     return TestClient(create_app(services), raise_server_exceptions=False), events
 
 
@@ -313,9 +304,8 @@ def test_session_status_without_a_session_id_is_400(tmp_path: Path, body: bytes)
 # 6. Enqueue, then 200; 503 when the broker will not take it
 
 
-@pytest.mark.parametrize("in_process", [True, False], ids=["in-process broker", "network broker"])
-def test_valid_event_is_enqueued_once_with_session_and_event_id(tmp_path: Path, in_process: bool) -> None:
-    client, events = make_app(tmp_path, events=FakeEvents(in_process=in_process))
+def test_valid_event_is_enqueued_once_with_session_and_event_id(tmp_path: Path) -> None:
+    client, events = make_app(tmp_path)
     body = event(session_id="sess_abc", event_id="evt_42")
     response = post(client, body, signed(body))
     assert response.status_code == 200

@@ -9,9 +9,6 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from adapters.broker import MAIL_QUEUE, SESSIONS_QUEUE
-from config import Settings
-from workers.context import Deps
 
 
 @pytest.fixture
@@ -32,10 +29,6 @@ def exec_argv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[list[str]
     return calls
 
 
-def test_the_queue_choices_are_the_brokers_queues() -> None:
-    assert cli.WORKER_QUEUES == (SESSIONS_QUEUE, MAIL_QUEUE)
-
-
 def test_by_default_a_worker_consumes_every_queue(exec_argv: list[list[str]]) -> None:
     result = CliRunner().invoke(cli.main, ["worker", "--processes", "3", "--threads", "16"])
     assert result.exit_code == 0, result.output
@@ -43,13 +36,6 @@ def test_by_default_a_worker_consumes_every_queue(exec_argv: list[list[str]]) ->
     assert argv[1:6] == ["-m", "dramatiq", "workers.actors", "--processes", "3"]
     assert "--queues" not in argv and argv[argv.index("--threads") + 1] == "16"
     assert os.environ["WORKER_THREADS"] == "16"  # what the worker processes size their pools by
-
-
-def test_an_actor_thread_keeps_its_database_connection(tmp_path: Path) -> None:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", worker_threads=48)
-    deps = Deps.from_settings(settings)
-    assert deps.engine.pool.size() >= 48  # type: ignore[attr-defined]
-    assert deps.facesign._adapter._pool_maxsize >= 48
 
 
 def test_queues_narrow_a_worker_to_deciding_or_mailing(exec_argv: list[list[str]]) -> None:

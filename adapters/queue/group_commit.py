@@ -9,8 +9,10 @@ transaction). Each request waits until that call succeeded for its batch, so a 2
 The keys and the message JSON are exactly what Dramatiq's RedisBroker writes (its dispatch
 script's `enqueue`: `HSET <ns>:<queue>.msgs <redis_message_id> <message>` then
 `RPUSH <ns>:<queue> <redis_message_id>`), so stock Dramatiq workers consume them. That couples
-us to the broker's layout: the dramatiq range is pinned in pyproject.toml and
-tests/integration/test_group_commit.py has a stock worker consume what this module wrote.
+us to the broker's layout; this module is the project's one fast path past a library's public API,
+and two contract tests run against whatever Dramatiq is installed: tests/unit/test_group_commit.py
+(the bytes are what `Message.encode` writes) and tests/integration/test_group_commit.py (a stock
+worker consumes every message this module wrote).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def _json_kwargs(kwargs: dict[str, Any]) -> str:
     return f"{{{','.join(parts)}}}"
 
 
-def _uuid4_pair() -> tuple[str, str]:
+def message_ids() -> tuple[str, str]:
     """Two `str(uuid.uuid4())` from one system call and without UUID objects (version 4, RFC 4122 variant)."""
     raw = bytearray(os.urandom(32))
     raw[6] = raw[6] & 0x0F | 0x40
@@ -97,7 +99,7 @@ def encode_message(
     `Message` in its order, Dramatiq's separators; tests compare the bytes) for a few µs: the webhook
     path runs it once per request.
     """
-    redis_message_id, message_id = _uuid4_pair()
+    redis_message_id, message_id = message_ids()
     data = (
         f'{{"queue_name":{_dumps(queue_name)},"actor_name":{_dumps(actor_name)},"args":{_json_args(args)},'
         f'"kwargs":{_json_kwargs(kwargs)},"options":{{"redis_message_id":"{redis_message_id}"}},'
@@ -135,7 +137,6 @@ class GroupCommit:
         self._enqueue: Any = None
         self._pending: list[_Entry] = []
         self._writer: asyncio.Task[None] | None = None
-        self.batches_written = 0  # round trips that succeeded: for tests and the benchmark
 
     @property
     def pending(self) -> int:
@@ -196,7 +197,6 @@ class GroupCommit:
                         if not future.done():  # a waiter whose client went away was cancelled
                             future.set_exception(error)
                 else:
-                    self.batches_written += 1
                     for _, _, future in batch:
                         if not future.done():
                             future.set_result(None)

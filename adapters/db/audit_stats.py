@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from adapters.audit_log import Filters
-from adapters.models import Decision
+from adapters.db.audit_log import Filters
+from adapters.db.models import Decision
+from domain.times import as_utc
 
 
 def daily_counts(session: Session, filters: Filters) -> Counter[tuple[date, str, str]]:
@@ -18,8 +19,7 @@ def daily_counts(session: Session, filters: Filters) -> Counter[tuple[date, str,
     statement = filters.apply(select(Decision.decided_at, Decision.outcome, Decision.reason))
     counts: Counter[tuple[date, str, str]] = Counter()
     for decided_at, outcome, reason in session.execute(statement.execution_options(yield_per=1000)):
-        moment = decided_at if decided_at.tzinfo else decided_at.replace(tzinfo=UTC)
-        counts[(moment.astimezone(UTC).date(), outcome, reason)] += 1
+        counts[(as_utc(decided_at).date(), outcome, reason)] += 1
     return counts
 
 
@@ -28,5 +28,7 @@ def latest(session: Session, filters: Filters, limit: int) -> Sequence[Decision]
     return session.scalars(statement).all()
 
 
-def utc_today(now: datetime) -> date:
-    return now.astimezone(UTC).date()
+def decision_counts(session: Session) -> list[tuple[str, str, int]]:
+    """(outcome, reason, count) over the whole log."""
+    query = select(Decision.outcome, Decision.reason, func.count()).group_by(Decision.outcome, Decision.reason)
+    return [(outcome, reason, int(count)) for outcome, reason, count in session.execute(query)]

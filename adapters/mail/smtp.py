@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from adapters.mail.compose import MAIL_ID_HEADER
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 15.0
@@ -69,7 +71,7 @@ class SmtpMailer:
         Failures after that reply (a dropped connection during QUIT) are logged and swallowed:
         the server has taken the message, so sending it again would deliver it twice.
         """
-        mail_id = message["X-Recovery-Mail-Id"]
+        mail_id = message[MAIL_ID_HEADER]
         try:
             client = self._connect()
         except (OSError, smtplib.SMTPException) as exc:

@@ -1,4 +1,4 @@
-"""Writing audit records as a table, JSON lines or CSV, streaming."""
+"""Audit records as a table, JSON lines or CSV, written as they stream: the API and the CLI share it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
-from adapters.audit_log import RECORD_FIELDS
+from adapters.db.audit_log import RECORD_FIELDS
 
 TABLE_FIELDS = (
     "id",

@@ -31,7 +31,6 @@ class RecoveryAttempt(Base):
     flow: Mapped[Any] = mapped_column(JSON)
     session_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(index=True)
-    expires_at: Mapped[datetime]
     decided_at: Mapped[datetime | None]
 
 

@@ -1,8 +1,7 @@
-"""The Dramatiq broker, the receiver's enqueueing, and the deciding worker's enqueueing of reset emails."""
+"""The Dramatiq broker and the receiver's enqueueing of webhook events."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -12,16 +11,11 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
-from adapters.group_commit import ENQUEUE_BATCH, GroupCommit, GroupCommitError, encode_message, queue_keys
+from adapters.queue.group_commit import GroupCommit, GroupCommitError, encode_message
+from adapters.queue.names import NAMESPACE, PROCESS_ACTOR, QUEUES, SESSIONS_QUEUE
 from config import Settings
 
 log = logging.getLogger(__name__)
-
-SESSIONS_QUEUE = "sessions"
-MAIL_QUEUE = "mail"
-PROCESS_ACTOR = "process_session_event"
-MAIL_ACTOR = "send_reset_email"
-NAMESPACE = "facesign-recovery"
 
 
 class EnqueueError(Exception):
@@ -74,7 +68,7 @@ def build_broker(
         broker = StubBroker()
         broker.emit_after("process_boot")
     broker.add_middleware(CurrentMessage())
-    for queue in (SESSIONS_QUEUE, MAIL_QUEUE):
+    for queue in QUEUES:
         broker.declare_queue(queue)
     return broker
 
@@ -99,48 +93,17 @@ def session_event_message(session_id: str, event_id: str | None) -> dramatiq.Mes
     )
 
 
-class DirectQueue:
-    """`actor.send(*args)` for one actor, for a worker's hot path.
-
-    On Redis: one script call (adapters.group_commit's, with one message) writing what
-    `RedisBroker.enqueue` writes, built by `encode_message`. Dramatiq's own path builds a `Message`,
-    takes two `uuid4()`s (each a getrandom() call, which releases the GIL: in a 16-thread worker,
-    getting it back means waiting behind the other threads) and runs the enqueue hooks, of which
-    ours use none for a fresh message (Prometheus counts only retried ones). Other brokers: `enqueue`.
-    """
-
-    def __init__(self, broker: dramatiq.Broker, queue_name: str, actor_name: str) -> None:
-        self.broker, self.queue_name, self.actor_name = broker, queue_name, actor_name
-        self._script = None
-        self._keys: list[str] = []
-        if isinstance(broker, RedisBroker):
-            self._script = broker.client.register_script(ENQUEUE_BATCH)
-            self._keys = list(queue_keys(broker.namespace, queue_name))
-
-    def send(self, *args: Any) -> str:
-        """The message id; raises the broker's error when the message was not taken."""
-        if self._script is None:
-            message = dramatiq.Message(
-                queue_name=self.queue_name, actor_name=self.actor_name, args=args, kwargs={}, options={}
-            )
-            return self.broker.enqueue(message).message_id
-        redis_message_id, message_id, data = encode_message(self.queue_name, self.actor_name, args, {})
-        self._script(keys=self._keys, args=[redis_message_id, data])
-        return message_id
-
-
 class SessionEvents:
     """Enqueues `session.status` events; the actor itself lives in `workers`."""
 
     def __init__(self, broker: dramatiq.Broker, redis_url: str | None = None) -> None:
         self.broker = broker
-        self.in_process = isinstance(broker, StubBroker)
-        # With the broker's Redis URL the event loop enqueues by group commit (enqueue_async).
-        self.group_commit = (
-            GroupCommit(redis_url, broker.namespace, SESSIONS_QUEUE)
-            if redis_url and isinstance(broker, RedisBroker)
-            else None
-        )
+        self.group_commit: GroupCommit | None = None
+        if isinstance(broker, RedisBroker):
+            if redis_url is None:
+                raise ValueError("a Redis broker's events need its URL: they are enqueued by group commit")
+            # On Redis the event loop enqueues by group commit (enqueue_async).
+            self.group_commit = GroupCommit(redis_url, broker.namespace, SESSIONS_QUEUE)
 
     def enqueue(self, session_id: str, event_id: str | None) -> str:
         try:
@@ -153,13 +116,10 @@ class SessionEvents:
     async def enqueue_async(self, session_id: str, event_id: str | None) -> str:
         """For the event loop: held by the broker on return, without blocking the loop; else EnqueueError.
 
-        The in-process broker answers at once; Redis with a URL goes by group commit; any other
-        network broker through a thread.
+        The in-process broker answers at once; Redis goes by group commit.
         """
-        if self.in_process:
-            return self.enqueue(session_id, event_id)
         if self.group_commit is None:
-            return await asyncio.to_thread(self.enqueue, session_id, event_id)
+            return self.enqueue(session_id, event_id)
         redis_message_id, message_id, data = encode_message(
             SESSIONS_QUEUE, PROCESS_ACTOR, (session_id,), {"event_id": event_id}
         )

@@ -6,20 +6,21 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
 
 import migrations
+from adapters.db.engine import Database
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(db: Database) -> Config:
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    url = db.engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    config.set_main_option("sqlalchemy.url", url)
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    config = alembic_config(engine)
-    with engine.begin() as connection:
+def upgrade(db: Database, revision: str = "head") -> None:
+    config = alembic_config(db)
+    with db.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

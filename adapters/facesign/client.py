@@ -5,11 +5,10 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote
 
 import requests
 from prometheus_client import Counter, Histogram
@@ -89,37 +88,6 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date; fall back to our own backoff
 
 
-class SettledTlsAdapter(requests.adapters.HTTPAdapter):
-    """requests' transport adapter, working each connection pool's TLS settings out once.
-
-    requests works them out again on every request, and with a CA bundle configured (the
-    environment's `REQUESTS_CA_BUNDLE`, say) it stats the bundle up to three times doing it, the
-    same answer each time. Each system call hands the GIL over, and in a busy worker taking it back
-    waits behind the other threads. The answers are kept per scheme and host, TLS settings and
-    client certificate; the checks of a pool's certificate settings, per pool.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._pool_keys: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any]]] = {}
-        self._checked: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
-
-    def build_connection_pool_key_attributes(
-        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        url = urlsplit(request.url or "")
-        key = (url.scheme, url.netloc, verify, cert)
-        if key not in self._pool_keys:
-            self._pool_keys[key] = super().build_connection_pool_key_attributes(request, verify, cert)
-        host_params, pool_kwargs = self._pool_keys[key]
-        return dict(host_params), dict(pool_kwargs)
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        if self._checked.get(conn) != (verify, cert):
-            super().cert_verify(conn, url, verify, cert)
-            self._checked[conn] = (verify, cert)
-
-
 class FaceSignClient:
     def __init__(
         self,
@@ -133,15 +101,12 @@ class FaceSignClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, timeout)
         self.policy = policy or RetryPolicy()
-        # The transport adapter is called directly: Session.request would re-read the proxy and CA
-        # variables from the environment, look for a .netrc and run the cookie machinery on every
-        # call, which cost more CPU than the request itself. The environment is read once, here.
-        self._adapter = SettledTlsAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
-        with requests.Session() as session:
-            self._environment = session.merge_environment_settings(self.base_url, {}, False, None, None)
-        # Every GET differs only in its URL: a copy of one prepared request skips re-preparing headers.
-        self._get = requests.Request("GET", self.base_url, headers=self._headers).prepare()
+        self._http = requests.Session()
+        # One pool per host, as many connections as threads may call at once; retries are ours (tenacity).
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self._http.mount("https://", adapter)
+        self._http.mount("http://", adapter)
+        self._http.headers.update({"Authorization": f"Bearer {api_key}", "Accept": "application/json"})
         self._jitter = wait_random_exponential(multiplier=self.policy.backoff_multiplier, max=self.policy.backoff_max)
 
     def create_session(
@@ -156,10 +121,10 @@ class FaceSignClient:
         return self._call("POST", "/sessions", json=body)
 
     def get_session(self, session_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/sessions/{requests.utils.quote(session_id, safe='')}")
+        return self._call("GET", f"/sessions/{quote(session_id, safe='')}")
 
     def close(self) -> None:
-        self._adapter.close()
+        self._http.close()
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -188,14 +153,10 @@ class FaceSignClient:
         metrics = vendor_metrics()
         operation = "create_session" if method == "POST" else "get_session"
         started = time.perf_counter()
-        if method == "GET" and not kwargs:
-            request = self._get.copy()
-            request.url = self.base_url + path  # the path's variable part is quoted by the caller
-        else:
-            request = requests.Request(method, self.base_url + path, headers=self._headers, **kwargs).prepare()
         try:
-            response = self._adapter.send(request, timeout=self.timeout, **self._environment)
-            response.content  # noqa: B018  (read the body whole: the connection goes back to the pool)
+            response = self._http.request(
+                method, self.base_url + path, timeout=self.timeout, allow_redirects=False, **kwargs
+            )
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             metrics.latency.labels(operation).observe(time.perf_counter() - started)
             metrics.errors.labels("timeout" if isinstance(exc, requests.Timeout) else "connection").inc()

@@ -10,15 +10,12 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from adapters.broker import MAIL_QUEUE, SESSIONS_QUEUE
+from adapters.queue.names import QUEUES
 
 log = logging.getLogger(__name__)
-
-QUEUES = (SESSIONS_QUEUE, MAIL_QUEUE)
 
 
 class QueueCollector(Collector):
@@ -58,14 +55,3 @@ class QueueCollector(Collector):
             return
         yield depth
         yield dead
-
-
-def register(registry: CollectorRegistry, broker: dramatiq.Broker | None) -> None:
-    """Queue gauges (when there is a broker to read) and the FaceSign client's latency and errors."""
-    from adapters.facesign import vendor_metrics
-
-    if broker is not None:
-        registry.register(QueueCollector(broker))
-    metrics = vendor_metrics()
-    registry.register(metrics.latency)
-    registry.register(metrics.errors)

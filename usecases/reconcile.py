@@ -1,7 +1,7 @@
 """The reconciler: what webhooks, queues or workers lost, it finds and decides through the same path.
 
-Safe to run in several processes at once: every decision goes through `decisions.record`,
-which locks the attempt and is unique per session.
+Safe to run in several processes at once: every decision goes through `decide.record`, which
+decides under the chain lock and only while the attempt is pending.
 """
 
 from __future__ import annotations
@@ -12,47 +12,19 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-
-from adapters import outbox
-from adapters.attempts import PENDING
-from adapters.db import transaction
-from adapters.facesign import FaceSignError, FaceSignNotFound
+from adapters.db import attempts, outbox
+from adapters.facesign.client import FaceSignError, FaceSignNotFound
 from adapters.logs import session_context
-from adapters.models import OutgoingMail, RecoveryAttempt
-from adapters.outbox import PENDING as MAIL_PENDING
 from domain.report import ReportError, SessionReport, parse_session
-from workers import mail
-from workers.context import Deps
-from workers.decisions import record, utcnow
+from usecases.decide import record, utcnow
+from usecases.deps import Deps
+from usecases.send_mail import send_reset_email
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
 MAIL_GRACE = timedelta(seconds=60)  # an outbox mail this old was never picked up: send it
 SEND_LEASE = timedelta(seconds=60)  # a send claimed this long ago died with its worker
-
-
-def stale_attempts(deps: Deps, cutoff: datetime, limit: int = BATCH) -> list[str]:
-    with deps.sessions() as session:
-        query = (
-            select(RecoveryAttempt.session_id)
-            .where(RecoveryAttempt.status == PENDING, RecoveryAttempt.created_at <= cutoff)
-            .order_by(RecoveryAttempt.created_at)
-            .limit(limit)
-        )
-        return [sid for sid in session.scalars(query) if sid]
-
-
-def orphaned_mail(deps: Deps, cutoff: datetime, limit: int = BATCH) -> list[str]:
-    with deps.sessions() as session:
-        query = (
-            select(OutgoingMail.id)
-            .where(OutgoingMail.status == MAIL_PENDING, OutgoingMail.created_at <= cutoff)
-            .order_by(OutgoingMail.created_at)
-            .limit(limit)
-        )
-        return list(session.scalars(query))
 
 
 def fetch(deps: Deps, session_id: str) -> SessionReport | None:
@@ -71,9 +43,11 @@ def reconcile_once(
 ) -> Counter[str]:
     """One pass: decide stale pending attempts, expire the hopeless, send mail nobody sent."""
     now = now or utcnow()
-    send = send_mail or (lambda mail_id: mail.send_reset_email(deps, mail_id))
+    send = send_mail or (lambda mail_id: send_reset_email(deps, mail_id))
     tally: Counter[str] = Counter()
-    for session_id in stale_attempts(deps, now - timedelta(seconds=deps.settings.reconcile_after)):
+    with deps.db.reading() as session:
+        stale = attempts.pending_sessions(session, now - timedelta(seconds=deps.settings.reconcile_after), BATCH)
+    for session_id in stale:
         with session_context(session_id):
             report = fetch(deps, session_id)
             result = record(deps, session_id, report, event_id=None, message_id=None, now=now)
@@ -87,11 +61,13 @@ def reconcile_once(
     grace = min(MAIL_GRACE, timedelta(seconds=deps.settings.reconcile_after))
     if deps.mailer.idempotent:
         # Repeating an interrupted hand-over is harmless here, so a killed sender does not cost the email.
-        with transaction(deps.sessions) as session:
+        with deps.db.transaction() as session:
             resumed = outbox.release_abandoned(session, now - min(SEND_LEASE, grace))
         if resumed:
             tally["mail_resumed"] += resumed
-    for mail_id in orphaned_mail(deps, now - grace):
+    with deps.db.reading() as session:
+        orphaned = outbox.pending_mail(session, now - grace, BATCH)
+    for mail_id in orphaned:
         send(mail_id)
         tally["mail"] += 1
     if tally:

@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from adapters.models import ResetToken
-from adapters.outbox import token_hash
+from adapters.db.models import ResetToken
+from domain.tokens import token_hash
 
 # Tokens are 43 URL-safe characters; anything far longer is not one of ours and is not hashed.
 MAX_TOKEN_LENGTH = 256

@@ -11,24 +11,37 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 
-from adapters.broker import MAIL_QUEUE, PROCESS_ACTOR, SESSIONS_QUEUE
+from adapters.queue.names import PROCESS_ACTOR, QUEUES
 
-QUEUES = (SESSIONS_QUEUE, MAIL_QUEUE)
 # A replay claims the dead letter for this long; a replayer that dies mid-way lets another retry it.
 CLAIM_MS = 60_000
 # Options of the dead message that must not follow it: a replay starts with a full set of retries.
 DROPPED_OPTIONS = ("redis_message_id", "retries", "traceback", "requeue_timestamp", "eta")
 
 
-class NotRedis(Exception):
+class DeadLetterError(Exception):
+    """Dead letters cannot be read or replayed: not in Redis mode, or Redis did not answer."""
+
+
+class NotRedis(DeadLetterError):
     """Dead letters live in Redis; embedded mode keeps none across restarts."""
+
+
+@contextmanager
+def _redis_errors() -> Iterator[None]:
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise DeadLetterError(f"Redis: {type(exc).__name__}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -85,9 +98,13 @@ def _letter(queue: str, redis_id: str, data: bytes, score: float) -> DeadLetter:
     )
 
 
-def list_dead_letters(broker: dramatiq.Broker, queues: Iterable[str] = QUEUES) -> Iterator[DeadLetter]:
+def list_dead_letters(broker: dramatiq.Broker, queues: Iterable[str] = QUEUES) -> list[DeadLetter]:
     """Oldest first, queue by queue."""
-    redis_broker = _redis(broker)
+    with _redis_errors():
+        return list(_letters(_redis(broker), queues))
+
+
+def _letters(redis_broker: RedisBroker, queues: Iterable[str]) -> Iterator[DeadLetter]:
     client = redis_broker.client
     for queue in queues:
         xq, xq_msgs = _keys(redis_broker, queue)
@@ -100,11 +117,6 @@ def list_dead_letters(broker: dramatiq.Broker, queues: Iterable[str] = QUEUES) -
                 continue
             redis_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
             yield _letter(queue, redis_id, data, score)
-
-
-def count(broker: dramatiq.Broker, queue: str) -> int:
-    redis_broker = _redis(broker)
-    return int(redis_broker.client.zcard(_keys(redis_broker, queue)[0]))
 
 
 def find(broker: dramatiq.Broker, message_id: str) -> DeadLetter | None:
@@ -146,8 +158,11 @@ def replay_letter(broker: dramatiq.Broker, letter: DeadLetter) -> bool:
 
 def replay(broker: dramatiq.Broker, message_id: str) -> bool:
     letter = find(broker, message_id)
-    return letter is not None and replay_letter(broker, letter)
+    with _redis_errors():
+        return letter is not None and replay_letter(broker, letter)
 
 
 def replay_all(broker: dramatiq.Broker) -> int:
-    return sum(replay_letter(broker, letter) for letter in list(list_dead_letters(broker)))
+    letters = list_dead_letters(broker)
+    with _redis_errors():
+        return sum(replay_letter(broker, letter) for letter in letters)

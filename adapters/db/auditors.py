@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -11,7 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.models import AuditAccess, AuditorToken
+from adapters.db.models import AuditAccess, AuditorToken
+from domain.tokens import token_hash
 
 TOKEN_PREFIX = "fsa_"  # noqa: S105  (a marker, not a secret)
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-")
@@ -19,10 +19,6 @@ NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 
 class AuditorError(Exception):
     """A mistake an operator can make: its message is meant for them."""
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def create_token(session: Session, name: str, now: datetime) -> str:

@@ -1,0 +1,108 @@
+"""Single-use reset tokens and the mail outbox, written in the decision's transaction.
+
+The rule of every mail: claimed (`pending → sending`) by one statement, sent, then marked `sent`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from adapters.db.models import OutgoingMail, ResetToken
+from adapters.db.users import Recipient
+from domain.tokens import token_hash
+
+PENDING = "pending"
+SENDING = "sending"
+SENT = "sent"
+
+
+def issue_reset(
+    session: Session, attempt_id: str, user: Recipient, now: datetime, ttl: int, reset_url: Callable[[str], str]
+) -> str:
+    """Store a new token's hash and queue the email that carries the token itself; returns the mail id."""
+    token = secrets.token_urlsafe(32)  # 256 bits
+    mail_id = f"mail_{secrets.token_hex(12)}"
+    session.add(
+        ResetToken(
+            token_hash=token_hash(token),
+            user_id=user.id,
+            attempt_id=attempt_id,
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl),
+            used_at=None,
+        )
+    )
+    session.add(
+        OutgoingMail(
+            id=mail_id,
+            attempt_id=attempt_id,
+            user_id=user.id,
+            to_address=user.email,  # the local directory's address, never the one FaceSign reported
+            reset_url=reset_url(token),
+            status=PENDING,
+            created_at=now,
+        )
+    )
+    session.flush()
+    return mail_id
+
+
+@dataclass(frozen=True)
+class Claimed:
+    to_address: str
+    reset_url: str | None
+
+
+def claim(session: Session, mail_id: str, now: datetime) -> Claimed | None:
+    """Move a pending mail to `sending`; only one caller can win, and a claimed mail is never claimed again."""
+    row = session.execute(
+        update(OutgoingMail)
+        .where(OutgoingMail.id == mail_id, OutgoingMail.status == PENDING)
+        .values(status=SENDING, sending_at=now)
+        .returning(OutgoingMail.to_address, OutgoingMail.reset_url)
+    ).first()
+    return Claimed(row.to_address, row.reset_url) if row else None
+
+
+def mark_sent(session: Session, mail_id: str, now: datetime) -> None:
+    """Sent: the link (the only copy of the raw token) is wiped."""
+    session.execute(
+        update(OutgoingMail).where(OutgoingMail.id == mail_id).values(status=SENT, sent_at=now, reset_url=None)
+    )
+
+
+def release(session: Session, mail_id: str) -> None:
+    """The backend refused before taking the mail: back to pending, for a retry."""
+    session.execute(
+        update(OutgoingMail)
+        .where(OutgoingMail.id == mail_id, OutgoingMail.status == SENDING)
+        .values(status=PENDING, sending_at=None)
+    )
+
+
+def release_abandoned(session: Session, claimed_before: datetime) -> int:
+    """Give back mails whose sender claimed them before `claimed_before` and never finished."""
+    released = session.scalars(
+        update(OutgoingMail)
+        .where(OutgoingMail.status == SENDING, OutgoingMail.sending_at <= claimed_before)
+        .values(status=PENDING, sending_at=None)
+        .returning(OutgoingMail.id)
+    ).all()
+    return len(released)
+
+
+def pending_mail(session: Session, created_before: datetime, limit: int) -> Sequence[str]:
+    """Ids of mails still pending that were queued before `created_before`, oldest first."""
+    query = (
+        select(OutgoingMail.id)
+        .where(OutgoingMail.status == PENDING, OutgoingMail.created_at <= created_before)
+        .order_by(OutgoingMail.created_at)
+        .limit(limit)
+    )
+    return session.scalars(query).all()

@@ -1,0 +1,1 @@
+"""The message queue: Dramatiq's broker, enqueueing, queue gauges and dead letters."""

@@ -1,0 +1,10 @@
+"""The queues and actors by name: the broker, the workers and the CLI all read them from here."""
+
+from __future__ import annotations
+
+SESSIONS_QUEUE = "sessions"
+MAIL_QUEUE = "mail"
+QUEUES = (SESSIONS_QUEUE, MAIL_QUEUE)
+PROCESS_ACTOR = "process_session_event"
+MAIL_ACTOR = "send_reset_email"
+NAMESPACE = "facesign-recovery"

@@ -1,0 +1,29 @@
+"""One spelling of time for everything we write, and one reading of the times people give us."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def format_time(value: datetime) -> str:
+    """UTC, microseconds, `Z`: one spelling whatever the database handed back."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive; every stored time is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_time(value: str) -> datetime:
+    """ISO 8601 (`2026-11-19`, `2026-11-19T08:00:00Z`, `…+02:00`) as an aware UTC datetime; no zone means UTC.
+
+    Raises ValueError for anything else, including times that fall outside the calendar once in UTC.
+    """
+    try:
+        parsed = datetime.fromisoformat(value)
+        return as_utc(parsed)
+    except (ValueError, OverflowError):
+        raise ValueError(f"not an ISO 8601 time (e.g. 2026-11-19 or 2026-11-19T08:00:00Z): {value!r}") from None

@@ -1,0 +1,122 @@
+"""Deciding one FaceSign session: fetch it, apply the rules, record the decision, exactly once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from adapters.db import attempts, audit_log, outbox, users
+from adapters.db.engine import Session
+from adapters.db.users import Recipient
+from adapters.facesign.client import FaceSignNotFound
+from domain.report import SessionReport, parse_session
+from domain.rules import Decision, decide, expire
+from usecases.deps import Deps
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_REASON = {"attempt_expired": "expired"}
+MAX_SESSION_ID = 128  # the column's width
+
+
+@dataclass(frozen=True)
+class Result:
+    status: str  # unknown_session, already_decided, not_finished, vendor_unknown, approved, denied
+    mail_id: str | None = None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def process_session_event(
+    deps: Deps, session_id: str, event_id: str | None = None, message_id: str | None = None
+) -> Result:
+    """Fetch the session, decide, and record the decision; safe to run any number of times."""
+    if len(session_id) > MAX_SESSION_ID or not session_id.isprintable():
+        # Signed by FaceSign yet no id of ours could look like this (a NUL byte would even make
+        # PostgreSQL fail the query, and the message would be retried into the dead-letter queue).
+        log.warning("session id of %d characters is not one we issue; dropped", len(session_id))
+        return Result("unknown_session")
+    # Read before the FaceSign call, so that a decided attempt is not fetched again.
+    with deps.db.reading() as session:
+        found = attempts.for_deciding(session, session_id)
+    if found is None:
+        log.info("session %s: no recovery attempt of ours; dropped", session_id)
+        return Result("unknown_session")
+    attempt, pending_mail_id = found
+    if attempt.decided:
+        # A redelivery after a crash between commit and the mail enqueue heals the mail here.
+        return Result("already_decided", pending_mail_id)
+    try:
+        report = parse_session(deps.facesign.get_session(session_id))
+    except FaceSignNotFound:
+        log.warning("session %s: FaceSign does not know it; left for the reconciler", session_id)
+        return Result("vendor_unknown")
+    if not report.finished:
+        return Result("not_finished")
+    return record(deps, session_id, report, event_id=event_id, message_id=message_id)
+
+
+def record(
+    deps: Deps,
+    session_id: str,
+    report: SessionReport | None,
+    *,
+    event_id: str | None,
+    message_id: str | None,
+    now: datetime | None = None,
+) -> Result:
+    """Audit row, attempt status and, when approved, reset token and outbox mail: one transaction,
+    and nothing once the attempt is decided.
+
+    With `report=None` (the vendor could not say) only the expiry rule can decide. Every decider
+    locks its attempt's row first, then the chain: a racing worker either committed before (and the
+    attempt reads decided) or waits, and a decision waiting for its attempt holds up no other.
+    """
+    now = now or utcnow()
+    digest_key = deps.digest_key()
+    with deps.db.transaction() as session:
+        found = attempts.for_deciding(session, session_id, lock=True)
+        if found is None or found[0].decided:
+            return Result("already_decided")
+        attempt = found[0]
+        head = audit_log.lock_chain(session)
+        seen: dict[str, Recipient] = {}
+
+        def find_user(email: str) -> str | None:
+            user = users.find_user(session, email)
+            if user is not None:
+                seen[user.id] = user
+            return user.id if user else None
+
+        decision = decide(report, attempt, find_user, now, deps.policy) if report else expire(attempt, now, deps.policy)
+        if decision is None:
+            return Result("not_finished")
+        attempts.settle(session, attempt.id, STATUS_BY_REASON.get(decision.reason, decision.outcome), now)
+        mail_id = _issue_reset(deps, session, attempt.id, decision, seen, now)
+        row = audit_log.new_row(
+            decision,
+            attempt_id=attempt.id,
+            session_id=session_id,
+            client_reference_id=report.client_reference_id if report else None,
+            decided_at=now,
+            event_id=event_id,
+            message_id=message_id,
+            digest_key=digest_key,
+        )
+        audit_log.append(session, row, head)
+    log.info("session %s: %s (%s)", session_id, decision.outcome, decision.reason)
+    return Result(decision.outcome, mail_id)
+
+
+def _issue_reset(
+    deps: Deps, session: Session, attempt_id: str, decision: Decision, seen: dict[str, Recipient], now: datetime
+) -> str | None:
+    """For an approval, the reset token and its email, to the local directory's address."""
+    if not decision.approved or decision.matched_user_id is None:
+        return None
+    settings = deps.settings
+    user = seen[decision.matched_user_id]
+    return outbox.issue_reset(session, attempt_id, user, now, settings.reset_token_ttl, settings.reset_url)

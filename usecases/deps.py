@@ -1,0 +1,69 @@
+"""What the use cases need at run time, built once per process from the settings."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from adapters.db.engine import Database
+from adapters.db.pseudonyms import pseudonym_key
+from adapters.facesign.client import FaceSignClient
+from adapters.facesign.flow_file import load_flow
+from adapters.mail.backends import Mailer, make_mailer
+from config import Settings
+from domain.flow import Flow
+from domain.rules import Policy
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    db: Database
+    facesign: FaceSignClient
+    mailer: Mailer
+    _digest_key: bytes | None = field(default=None, init=False, repr=False)
+    _digest_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, threads: int = 4, db: Database | None = None) -> Deps:
+        """`threads`: how many threads may use the database and FaceSign at once (each gets a connection)."""
+        return cls(
+            settings=settings,
+            db=db or Database.connect(settings.database_url, **_pool(settings.database_url, threads)),
+            facesign=FaceSignClient(
+                settings.facesign_api_url,
+                settings.facesign_api_key or "sandbox",
+                timeout=settings.facesign_timeout,
+                pool_size=max(32, threads),
+            ),
+            mailer=make_mailer(settings.mail_backend, settings.mail_dir, settings.smtp_url),
+        )
+
+    @cached_property
+    def policy(self) -> Policy:
+        return Policy(self.settings.attempt_ttl, self.settings.require_conversation_confirmation)
+
+    @cached_property
+    def flow(self) -> Flow:
+        return load_flow(self.settings.flow_file)
+
+    def digest_key(self) -> bytes:
+        """The audit pseudonym key, read on first use: it never changes for a database."""
+        with self._digest_lock:
+            if self._digest_key is None:
+                with self.db.reading() as session:
+                    self._digest_key = pseudonym_key(session, self.settings.audit_pseudonym_key)
+            return self._digest_key
+
+    def close(self) -> None:
+        self.facesign.close()
+        self.db.dispose()
+
+
+def _pool(url: str, threads: int) -> dict[str, Any]:
+    """A connection per thread stays open, plus a few for the reconciler and health checks."""
+    if url.startswith("sqlite"):
+        return {}
+    return {"pool_size": threads + 4, "max_overflow": 4, "pool_recycle": 300}
