@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -23,6 +23,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The inner loop: unit tests that need no service, browser or fault injection (under a minute).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -m "not postgres and not redis and not browser and not chaos" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -77,7 +77,18 @@ def _drop_app_databases() -> Iterator[None]:
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# Tests that need a real service carry its marker (`make test-fast` leaves them out): the fixtures below
+# mark whoever asks for them, and tests/e2e and tests/chaos mark their browser and chaos modules.
+SERVICE_MARKERS = {"postgres_url": "postgres", "redis_url": "redis", "redis_namespace": "redis"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in set(SERVICE_MARKERS) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(SERVICE_MARKERS[fixture])
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/facesign-recovery.db"

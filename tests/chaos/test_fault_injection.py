@@ -50,7 +50,7 @@ RECOVERIES = int(os.environ.get("CHAOS_RECOVERIES", "500"))
 CLIENTS = 8  # concurrent recovery pages
 FAULTS = {"errorRate": 0.10, "rate429": 0.05, "dropRate": 0.05, "duplicateRate": 0.30, "seed": 20261126}
 
-pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.timeout(360)]
+pytestmark = [pytest.mark.chaos, pytest.mark.redis, pytest.mark.postgres, pytest.mark.timeout(360)]
 
 
 def write_users(path: Path) -> Path:

@@ -14,7 +14,7 @@ from tests.chaos.harness import SECRET, RedisServer, wait_until
 from tests.conftest import free_port, unavailable
 from tests.e2e.conftest import Processes, base_env, poll_status, wait_http
 
-pytestmark = [pytest.mark.redis, pytest.mark.postgres]
+pytestmark = [pytest.mark.chaos, pytest.mark.redis, pytest.mark.postgres]
 
 SLOW_MS = 3000  # the vendor's answer takes this long, so the actor is surely mid-flight at SIGTERM
 

@@ -19,6 +19,8 @@ from tests.conftest import REQUIRE_SERVICES, free_port
 from tests.e2e.conftest import Processes, base_env, wait_http
 from tests.integration.test_audit_rows import fill
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 30_000
 

@@ -22,6 +22,8 @@ import requests
 from tests.conftest import REQUIRE_SERVICES, free_port
 from tests.e2e.conftest import Processes, base_env, wait_for_mail, wait_http
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
