@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run test test-fast lint bench lock clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -37,6 +37,12 @@ lint: $(STAMP)
 # Benchmarks (a few minutes; needs Redis and PostgreSQL; uses wrk when installed): bench/results/latest.md
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The runtime dependencies, pinned with hashes, that the Dockerfile installs (setuptools included: the
+# image builds the project without fetching anything unpinned). Run after changing pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --build-deps-for wheel --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

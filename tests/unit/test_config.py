@@ -253,10 +253,6 @@ def test_bad_value_message_shows_the_value() -> None:
         Settings.from_env({"MAIL_BACKEND": "pigeon"})
 
 
-def test_config_error_is_a_value_error() -> None:
-    assert issubclass(ConfigError, ValueError)
-
-
 def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)

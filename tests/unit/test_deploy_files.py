@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,27 @@ def test_one_image_for_every_role() -> None:
     assert 'ENTRYPOINT ["facesign-recovery"]' in dockerfile
     assert re.search(r"^USER \w+", dockerfile, re.MULTILINE), "the image must not run as root"
     assert {compose()["services"][name]["image"] for name in APP_SERVICES} == {"facesign-recovery:local"}
+
+
+def test_the_image_copies_every_package_the_project_installs() -> None:
+    """A package added to pyproject.toml's list but not copied would be missing from the image only."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    installed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, re.MULTILINE))
+    assert {pattern.rstrip("*") for pattern in installed["include"]} <= copied
+
+
+def test_the_image_installs_pinned_hashed_dependencies_only() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "pip install --require-hashes --no-deps -r requirements.lock" in dockerfile
+    assert "pip install --no-deps --no-build-isolation ." in dockerfile
+    lock = (ROOT / "requirements.lock").read_text()
+    pinned = {name.lower() for name in re.findall(r"^([A-Za-z0-9_.-]+)==", lock, re.MULTILINE)}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    wanted = project["project"]["dependencies"] + project["build-system"]["requires"]
+    for requirement in wanted:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement)
+        assert name is not None and name.group(0).lower().replace("_", "-") in pinned, requirement
+    for block in re.split(r"\n(?=[A-Za-z0-9_.-]+==)", lock.split("\n", 8)[-1]):
+        if "==" in block:
+            assert "--hash=sha256:" in block, block.splitlines()[0]

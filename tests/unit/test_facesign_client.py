@@ -12,7 +12,6 @@ import responses
 
 from adapters.facesign.client import (
     FaceSignClient,
-    FaceSignError,
     FaceSignNotFound,
     FaceSignRejected,
     FaceSignTransient,
@@ -257,10 +256,3 @@ def test_non_json_then_good_answer_recovers() -> None:
     responses.add(responses.POST, SESSIONS, json=ANSWER)
     assert create(make_client()) == ANSWER
     assert len(responses.calls) == 2
-
-
-def test_error_hierarchy() -> None:
-    assert issubclass(FaceSignTransient, FaceSignError)
-    assert issubclass(FaceSignRejected, FaceSignError)
-    assert issubclass(FaceSignNotFound, FaceSignRejected)
-    assert FaceSignTransient("x", retry_after=2.5).retry_after == 2.5
