@@ -16,6 +16,7 @@ from config import Settings
 from receiver.dashboard import audit_routes
 from receiver.fastpath import FastPathStarlette
 from receiver.health import healthz, metrics_endpoint, readyz_endpoint
+from receiver.openapi import openapi_endpoint
 from receiver.page import page_routes
 from receiver.recoveries import Recoveries
 from receiver.reset import reset_routes
@@ -43,6 +44,7 @@ def create_app(services: Services) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz_endpoint(services), methods=["GET"]),
         Route("/metrics", metrics_endpoint(services), methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint(), methods=["GET"]),
         *audit_routes(services),
         *page_routes(services),
         *reset_routes(services),
