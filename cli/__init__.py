@@ -34,7 +34,11 @@ def load_settings() -> Settings:
 def setup_logging(level: int = logging.INFO) -> None:
     from adapters.logs import configure
 
-    configure(level, sys.stderr)
+    try:
+        log_format = Settings.from_env().log_format
+    except ConfigError:
+        log_format = None  # the command's own load_settings() reports the bad variable
+    configure(level, sys.stderr, log_format)
 
 
 def database(settings: Settings | None = None) -> Database:
@@ -74,6 +78,8 @@ def serve(host: str, port: int) -> None:
 )
 def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
     """Dramatiq worker processes consuming from Redis."""
+    from adapters.logs import resolve_format
+
     settings = load_settings()
     if settings.embedded:
         raise click.ClickException("REDIS_URL: required for `worker`; in embedded mode `serve` runs the workers")
@@ -95,6 +101,8 @@ def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
         argv += ["--queues", *dict.fromkeys(queues)]
     # The worker processes read their settings from the environment: their pools are sized by this.
     os.environ["WORKER_THREADS"] = str(threads)
+    # Dramatiq pipes its processes' output, so they cannot tell a terminal: they get the format decided here.
+    os.environ["LOG_FORMAT"] = resolve_format(settings.log_format, sys.stderr)
     _worker_metrics_env(settings)
     os.execv(sys.executable, argv)  # noqa: S606  (the worker becomes Dramatiq's own supervisor)
 
