@@ -48,6 +48,7 @@ def database(settings: Settings | None = None) -> Database:
 
 
 @click.group()
+@click.version_option(package_name="facesign-recovery", prog_name="facesign-recovery")
 def main() -> None:
     """Account recovery by face: the customer-side backend of a FaceSign integration."""
 
@@ -230,10 +231,12 @@ def sandbox(host: str, port: int) -> None:
 def _register_subcommands() -> None:
     from cli.audit import audit, auditor_token
     from cli.dlq import dlq
+    from cli.doctor import doctor
 
     main.add_command(audit)
     main.add_command(auditor_token)
     main.add_command(dlq)
+    main.add_command(doctor)
 
 
 _register_subcommands()

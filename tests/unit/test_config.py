@@ -268,12 +268,12 @@ def test_operator_settings_log_format_reconciler_metrics_and_chain_check() -> No
     assert Settings.from_env({}).log_format is None  # decided by the stream: console on a terminal
     env = {
         "LOG_FORMAT": "console",
-        "RECONCILER_METRICS_HOST": "0.0.0.0",
+        "RECONCILER_METRICS_HOST": "10.0.0.7",
         "RECONCILER_METRICS_PORT": "0",
         "AUDIT_VERIFY_INTERVAL": "600",
     }
     settings = Settings.from_env(env)
-    assert settings.log_format == "console" and settings.reconciler_metrics_host == "0.0.0.0"
+    assert settings.log_format == "console" and settings.reconciler_metrics_host == "10.0.0.7"
     assert settings.reconciler_metrics_port == 0 and settings.audit_verify_interval == 600
     for variable, value in (
         ("LOG_FORMAT", "xml"),
