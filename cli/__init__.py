@@ -144,16 +144,35 @@ def reconcile(once: bool) -> None:
     from usecases.reconcile import reconcile_once, run_forever
 
     setup_logging()
-    deps = Deps.from_settings(load_settings())
+    settings = load_settings()
+    deps = Deps.from_settings(settings)
     if once:
         tally = reconcile_once(deps)
         click.echo(" ".join(f"{key}={value}" for key, value in sorted(tally.items())) or "nothing to do")
         return
+    _reconciler_metrics(settings)
     stop = threading.Event()
     try:
         run_forever(deps, stop)
     except KeyboardInterrupt:
         stop.set()
+
+
+def _reconciler_metrics(settings: Settings) -> None:
+    """The reconciler's last pass, the chain's last verification and its FaceSign calls, for Prometheus."""
+    from adapters.facesign.client import vendor_metrics
+    from adapters.status_metrics import serve_metrics, status_metrics
+
+    host, port = settings.reconciler_metrics_host, settings.reconciler_metrics_port
+    if not port:
+        return
+    try:
+        serve_metrics(host, port, status_metrics(), vendor_metrics().latency, vendor_metrics().errors)
+    except OSError as exc:
+        raise click.ClickException(
+            f"RECONCILER_METRICS_PORT: cannot listen on {host}:{port} ({exc.strerror})"
+        ) from None
+    click.echo(f"reconciler metrics on http://{host}:{port}/metrics", err=True)
 
 
 @main.group()
