@@ -66,12 +66,15 @@ def status_metrics() -> StatusMetrics:
     return StatusMetrics()
 
 
-def serve_metrics(host: str, port: int, *collectors: Collector) -> None:
-    """Serve these collectors on http://host:port/metrics from a daemon thread (a standalone `reconcile`).
-
-    Raises OSError when the port is taken.
-    """
+def serve_metrics(host: str, port: int, *collectors: Collector) -> int:
+    """Serve these collectors on http://host:port/metrics from a daemon thread (a standalone `reconcile`)
+    and return the port; a port already taken falls back to a free one, as the workers' do, so that a
+    second reconciler on one host still runs. Raises OSError when it cannot listen at all."""
     registry = CollectorRegistry(auto_describe=True)
     for collector in collectors:
         registry.register(collector)
-    start_http_server(port, addr=host, registry=registry)
+    try:
+        server, _ = start_http_server(port, addr=host, registry=registry)
+    except OSError:
+        server, _ = start_http_server(0, addr=host, registry=registry)
+    return int(server.server_port)

@@ -167,11 +167,9 @@ def _reconciler_metrics(settings: Settings) -> None:
     if not port:
         return
     try:
-        serve_metrics(host, port, status_metrics(), vendor_metrics().latency, vendor_metrics().errors)
+        port = serve_metrics(host, port, status_metrics(), vendor_metrics().latency, vendor_metrics().errors)
     except OSError as exc:
-        raise click.ClickException(
-            f"RECONCILER_METRICS_PORT: cannot listen on {host}:{port} ({exc.strerror})"
-        ) from None
+        raise click.ClickException(f"RECONCILER_METRICS_HOST: cannot listen on {host} ({exc.strerror})") from None
     click.echo(f"reconciler metrics on http://{host}:{port}/metrics", err=True)
 
 
