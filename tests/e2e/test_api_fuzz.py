@@ -21,6 +21,7 @@ from pathlib import Path
 import redis
 import requests
 
+from adapters.queue.group_commit import queue_keys
 from adapters.queue.names import NAMESPACE, SESSIONS_QUEUE
 from domain.signature import HEADER, sign
 from tests.conftest import free_port
@@ -124,7 +125,7 @@ def test_fuzz_redis_mode_serve(processes: Processes, tmp_path: Path, redis_url: 
     # A database of its own on the shared Redis: `serve` uses the service's fixed key names.
     redis_db = redis_url.rsplit("/", 1)[0] + "/13"
     client = redis.Redis.from_url(redis_db)
-    queue = f"{NAMESPACE}:{SESSIONS_QUEUE}"
+    messages, queue = queue_keys(NAMESPACE, SESSIONS_QUEUE)
     before = client.lrange(queue, 0, -1)
     base, token = start_serve(processes, tmp_path, REDIS_URL=redis_db)
     result = fuzz(base, token, tmp_path)
@@ -140,5 +141,5 @@ def test_fuzz_redis_mode_serve(processes: Processes, tmp_path: Path, redis_url: 
     finally:
         for message_id in added:  # no worker runs here: take our one message back out
             client.lrem(queue, 0, message_id)
-            client.hdel(f"{queue}.msgs", message_id)
+            client.hdel(messages, message_id)
         client.close()
