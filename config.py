@@ -12,6 +12,7 @@ T = TypeVar("T")
 
 DEFAULT_API_URL = "https://api.facesign.ai"
 MAIL_BACKENDS = ("console", "file", "smtp")
+LOG_FORMATS = ("json", "console")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -56,6 +57,13 @@ class Settings:
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9191
     worker_metrics_dir: str | None = None
+    # What operators watch: the log format (None: console on a terminal, else JSON), where a
+    # long-running `reconcile` serves its metrics (port 0: nowhere), and how often it verifies the
+    # audit chain for the chain gauge (0: never).
+    log_format: str | None = None
+    reconciler_metrics_host: str = "127.0.0.1"
+    reconciler_metrics_port: int = 9192
+    audit_verify_interval: int = 3600
 
     @property
     def sandbox_mode(self) -> bool:
@@ -116,6 +124,12 @@ class Settings:
             worker_metrics_host=r.text("dramatiq_prom_host", cls.worker_metrics_host),
             worker_metrics_port=r.integer("dramatiq_prom_port", cls.worker_metrics_port, minimum=0, maximum=65535),
             worker_metrics_dir=r.optional("dramatiq_prom_db"),
+            log_format=r.choice("LOG_FORMAT", "", LOG_FORMATS) or None,
+            reconciler_metrics_host=r.text("RECONCILER_METRICS_HOST", cls.reconciler_metrics_host),
+            reconciler_metrics_port=r.integer(
+                "RECONCILER_METRICS_PORT", cls.reconciler_metrics_port, minimum=0, maximum=65535
+            ),
+            audit_verify_interval=r.integer("AUDIT_VERIFY_INTERVAL", cls.audit_verify_interval, minimum=0),
         )
         if settings.mail_backend == "smtp" and settings.smtp_url is None:
             raise ConfigError("SMTP_URL: required when MAIL_BACKEND=smtp")

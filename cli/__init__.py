@@ -34,7 +34,11 @@ def load_settings() -> Settings:
 def setup_logging(level: int = logging.INFO) -> None:
     from adapters.logs import configure
 
-    configure(level, sys.stderr)
+    try:
+        log_format = Settings.from_env().log_format
+    except ConfigError:
+        log_format = None  # the command's own load_settings() reports the bad variable
+    configure(level, sys.stderr, log_format)
 
 
 def database(settings: Settings | None = None) -> Database:
@@ -44,6 +48,7 @@ def database(settings: Settings | None = None) -> Database:
 
 
 @click.group()
+@click.version_option(package_name="facesign-recovery", prog_name="facesign-recovery")
 def main() -> None:
     """Account recovery by face: the customer-side backend of a FaceSign integration."""
 
@@ -74,6 +79,8 @@ def serve(host: str, port: int) -> None:
 )
 def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
     """Dramatiq worker processes consuming from Redis."""
+    from adapters.logs import resolve_format
+
     settings = load_settings()
     if settings.embedded:
         raise click.ClickException("REDIS_URL: required for `worker`; in embedded mode `serve` runs the workers")
@@ -95,6 +102,8 @@ def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
         argv += ["--queues", *dict.fromkeys(queues)]
     # The worker processes read their settings from the environment: their pools are sized by this.
     os.environ["WORKER_THREADS"] = str(threads)
+    # Dramatiq pipes its processes' output, so they cannot tell a terminal: they get the format decided here.
+    os.environ["LOG_FORMAT"] = resolve_format(settings.log_format, sys.stderr)
     _worker_metrics_env(settings)
     os.execv(sys.executable, argv)  # noqa: S606  (the worker becomes Dramatiq's own supervisor)
 
@@ -135,16 +144,33 @@ def reconcile(once: bool) -> None:
     from usecases.reconcile import reconcile_once, run_forever
 
     setup_logging()
-    deps = Deps.from_settings(load_settings())
+    settings = load_settings()
+    deps = Deps.from_settings(settings)
     if once:
         tally = reconcile_once(deps)
         click.echo(" ".join(f"{key}={value}" for key, value in sorted(tally.items())) or "nothing to do")
         return
+    _reconciler_metrics(settings)
     stop = threading.Event()
     try:
         run_forever(deps, stop)
     except KeyboardInterrupt:
         stop.set()
+
+
+def _reconciler_metrics(settings: Settings) -> None:
+    """The reconciler's last pass, the chain's last verification and its FaceSign calls, for Prometheus."""
+    from adapters.facesign.client import vendor_metrics
+    from adapters.status_metrics import serve_metrics, status_metrics
+
+    host, port = settings.reconciler_metrics_host, settings.reconciler_metrics_port
+    if not port:
+        return
+    try:
+        port = serve_metrics(host, port, status_metrics(), vendor_metrics().latency, vendor_metrics().errors)
+    except OSError as exc:
+        raise click.ClickException(f"RECONCILER_METRICS_HOST: cannot listen on {host} ({exc.strerror})") from None
+    click.echo(f"reconciler metrics on http://{host}:{port}/metrics", err=True)
 
 
 @main.group()
@@ -222,10 +248,12 @@ def sandbox(host: str, port: int) -> None:
 def _register_subcommands() -> None:
     from cli.audit import audit, auditor_token
     from cli.dlq import dlq
+    from cli.doctor import doctor
 
     main.add_command(audit)
     main.add_command(auditor_token)
     main.add_command(dlq)
+    main.add_command(doctor)
 
 
 _register_subcommands()

@@ -100,7 +100,7 @@ def run_serve(settings: Settings, host: str, port: int) -> None:
             f"  start a recovery in a browser at {settings.public_base_url}/recover",
             err=True,
         )
-        # log_config=None: uvicorn's lines go through the root logger, so they are JSON like ours.
+        # log_config=None: uvicorn's lines go through the root logger, so they have our format and fields.
         uvicorn.run(
             app, host=host, port=port, log_level="info", log_config=None, access_log=False, timeout_graceful_shutdown=10
         )

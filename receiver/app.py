@@ -12,10 +12,12 @@ from starlette.types import Receive, Scope, Send
 from adapters.facesign.client import vendor_metrics
 from adapters.queue.broker import SessionEvents, broker_for
 from adapters.queue.gauges import QueueCollector
+from adapters.status_metrics import status_metrics
 from config import Settings
 from receiver.dashboard import audit_routes
 from receiver.fastpath import FastPathStarlette
 from receiver.health import healthz, metrics_endpoint, readyz_endpoint
+from receiver.openapi import openapi_endpoint
 from receiver.page import page_routes
 from receiver.recoveries import Recoveries
 from receiver.reset import reset_routes
@@ -43,6 +45,7 @@ def create_app(services: Services) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz_endpoint(services), methods=["GET"]),
         Route("/metrics", metrics_endpoint(services), methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint(), methods=["GET"]),
         *audit_routes(services),
         *page_routes(services),
         *reset_routes(services),
@@ -52,6 +55,7 @@ def create_app(services: Services) -> Starlette:
         registry.register(QueueCollector(services.events.broker))
     registry.register(vendor_metrics().latency)
     registry.register(vendor_metrics().errors)
+    registry.register(status_metrics())  # the embedded reconciler's; empty where none runs in this process
     app = FastPathStarlette(routes=routes)
     app.fast_path("POST", "/webhooks/facesign", webhooks)  # the one route hit at volume: see receiver/fastpath.py
     app.state.services = services

@@ -77,7 +77,13 @@ def page_routes(services: Services) -> list[Route]:
         headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
         return Response(asset_bytes(name), media_type=ASSETS[name], headers=headers)
 
+    async def favicon(request: Request) -> Response:
+        # Browsers ask for it on every page; a day's caching spares them asking again on each view.
+        headers = {"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"}
+        return Response(asset_bytes("favicon.ico"), media_type="image/x-icon", headers=headers)
+
     return [
         Route("/recover", recover, methods=["GET"]),
         Route("/recover/assets/{name}", asset, methods=["GET"]),
+        Route("/favicon.ico", favicon, methods=["GET"]),
     ]

@@ -14,6 +14,7 @@ import time
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from adapters.logs import log_context
 from adapters.queue.broker import EnqueueError
 from domain import signature
 from receiver.services import Services
@@ -131,6 +132,8 @@ class WebhookEndpoint:
             await self.events.enqueue_async(session_id, event_id)
         except EnqueueError:
             results["unavailable"].inc()
+            with log_context(session_id=session_id, event_id=event_id):
+                log.warning("session.status event not enqueued; answered 503 for FaceSign to deliver again")
             return _error(503, "queue unavailable, deliver again later")
         results["accepted"].inc()
         return None

@@ -10,6 +10,7 @@ from adapters.db import attempts, audit_log, outbox, users
 from adapters.db.engine import Session
 from adapters.db.users import Recipient
 from adapters.facesign.client import FaceSignNotFound
+from adapters.logs import log_context
 from domain.report import SessionReport, parse_session
 from domain.rules import Decision, decide, expire
 from usecases.deps import Deps
@@ -49,14 +50,15 @@ def process_session_event(
     if attempt.decided:
         # A redelivery after a crash between commit and the mail enqueue heals the mail here.
         return Result("already_decided", pending_mail_id)
-    try:
-        report = parse_session(deps.facesign.get_session(session_id))
-    except FaceSignNotFound:
-        log.warning("session %s: FaceSign does not know it; left for the reconciler", session_id)
-        return Result("vendor_unknown")
-    if not report.finished:
-        return Result("not_finished")
-    return record(deps, session_id, report, event_id=event_id, message_id=message_id)
+    with log_context(attempt_id=attempt.id):
+        try:
+            report = parse_session(deps.facesign.get_session(session_id))
+        except FaceSignNotFound:
+            log.warning("session %s: FaceSign does not know it; left for the reconciler", session_id)
+            return Result("vendor_unknown")
+        if not report.finished:
+            return Result("not_finished")
+        return record(deps, session_id, report, event_id=event_id, message_id=message_id)
 
 
 def record(
@@ -107,7 +109,8 @@ def record(
             digest_key=digest_key,
         )
         audit_log.append(session, row, head)
-    log.info("session %s: %s (%s)", session_id, decision.outcome, decision.reason)
+    with log_context(attempt_id=attempt.id):
+        log.info("session %s: %s (%s)", session_id, decision.outcome, decision.reason)
     return Result(decision.outcome, mail_id)
 
 

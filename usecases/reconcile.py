@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -15,7 +16,9 @@ from datetime import datetime, timedelta
 from adapters.db import attempts, outbox
 from adapters.facesign.client import FaceSignError, FaceSignNotFound
 from adapters.logs import session_context
+from adapters.status_metrics import status_metrics
 from domain.report import ReportError, SessionReport, parse_session
+from usecases.audit import verify_chain
 from usecases.decide import record, utcnow
 from usecases.deps import Deps
 from usecases.send_mail import send_reset_email
@@ -75,11 +78,32 @@ def reconcile_once(
     return tally
 
 
+def check_chain(deps: Deps) -> bool:
+    """Verify the whole audit chain and publish the verdict as gauges; True when intact."""
+    verdict = verify_chain(deps.db)
+    status_metrics().chain_checked(verdict.ok, verdict.count, time.time())
+    if not verdict.ok:
+        log.error("audit %s; run `facesign-recovery audit verify` and see docs/auditors.md", verdict.describe())
+    return verdict.ok
+
+
 def run_forever(deps: Deps, stop: threading.Event, send_mail: Callable[[str], object] | None = None) -> None:
-    """Passes every RECONCILE_INTERVAL seconds until `stop` is set; a failed pass is logged, not fatal."""
+    """Passes every RECONCILE_INTERVAL seconds until `stop` is set; a failed pass is logged, not fatal.
+
+    Every AUDIT_VERIFY_INTERVAL seconds (0: never) a pass also verifies the audit chain.
+    """
+    verify_every = deps.settings.audit_verify_interval
+    next_check = time.monotonic()
     while not stop.is_set():
         try:
             reconcile_once(deps, send_mail=send_mail)
+            status_metrics().reconciled(time.time())
         except Exception:
             log.exception("reconcile pass failed; trying again next interval")
+        if verify_every and time.monotonic() >= next_check:
+            next_check = time.monotonic() + verify_every
+            try:
+                check_chain(deps)
+            except Exception:
+                log.exception("audit chain verification failed to run; trying again next interval")
         stop.wait(deps.settings.reconcile_interval)

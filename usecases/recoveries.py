@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TypedDict
 
 from adapters.db import attempts, tokens
+from adapters.logs import log_context
 from domain.rules import deadline
 from domain.times import format_time
 from usecases.deps import Deps
@@ -33,7 +34,8 @@ def start_recovery(deps: Deps, kind: str, now: datetime) -> StartedRecovery:
     url = answer["clientSecret"]["url"]
     with deps.db.transaction() as session:
         attempts.create_attempt(session, attempt_id, session_id, deps.flow, url, now, kind)
-    log.info("recovery %s started with session %s", attempt_id, session_id)
+    with log_context(attempt_id=attempt_id, session_id=session_id):
+        log.info("recovery started")
     return {"id": attempt_id, "url": url, "expiresAt": format_time(deadline(now, deps.policy))}
 
 

@@ -10,7 +10,7 @@ from dramatiq.middleware import CurrentMessage
 
 import workers.broker  # noqa: F401  (sets the global broker before any actor is declared)
 from adapters.facesign.client import FaceSignRejected
-from adapters.logs import session_context
+from adapters.logs import log_context
 from adapters.queue.names import MAIL_ACTOR, MAIL_QUEUE, PROCESS_ACTOR, SESSIONS_QUEUE
 from domain.report import ReportError
 from usecases import decide, send_mail
@@ -35,7 +35,7 @@ def _message_id() -> str | None:
     **RETRY_OPTIONS,
 )
 def process_session_event(session_id: str, event_id: str | None = None) -> None:
-    with session_context(session_id):
+    with log_context(session_id=session_id, event_id=event_id):
         result = decide.process_session_event(context.current(), session_id, event_id, _message_id())
     if result.mail_id:
         send_reset_email.send(result.mail_id)

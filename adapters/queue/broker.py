@@ -40,10 +40,11 @@ def build_broker(
     worker: bool = False,
     heartbeat_timeout: int = HEARTBEAT_TIMEOUT_MS,
     maintenance_chance: int = MAINTENANCE_CHANCE,
+    log_format: str | None = None,
 ) -> dramatiq.Broker:
     """RedisBroker when REDIS_URL is set, else the in-process broker of embedded mode.
 
-    `worker=True` in Dramatiq worker processes: Prometheus and JSON-log middleware, which need the
+    `worker=True` in Dramatiq worker processes: Prometheus and log-format middleware, which need the
     worker's process-boot signal (elsewhere Prometheus fails on enqueueing a retried message).
     """
     broker: dramatiq.Broker
@@ -60,10 +61,10 @@ def build_broker(
             # Imported here: that module creates its metrics directory on import.
             from dramatiq.middleware.prometheus import Prometheus
 
-            from adapters.logs import JsonLogsAtBoot
+            from adapters.logs import LogsAtBoot
 
             broker.add_middleware(Prometheus())
-            broker.add_middleware(JsonLogsAtBoot())
+            broker.add_middleware(LogsAtBoot(log_format))
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")
@@ -80,6 +81,7 @@ def broker_for(settings: Settings, *, worker: bool = False) -> dramatiq.Broker:
         worker=worker,
         heartbeat_timeout=settings.dramatiq_heartbeat_timeout,
         maintenance_chance=settings.dramatiq_maintenance_chance,
+        log_format=settings.log_format,
     )
 
 

@@ -6,7 +6,7 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware.prometheus import Prometheus
 
-from adapters.logs import JsonLogsAtBoot
+from adapters.logs import LogsAtBoot
 from adapters.queue.broker import broker_for, build_broker
 from config import Settings
 
@@ -19,13 +19,13 @@ def test_a_crashed_workers_messages_come_back_in_seconds_by_default() -> None:
     assert broker.heartbeat_timeout <= 30_000  # Dramatiq's own default, a minute, leaves them stuck that long
     assert broker.maintenance_chance >= 10_000  # a maintenance pass within seconds of polling
     kinds = {type(m) for m in broker.middleware}
-    assert Prometheus in kinds and JsonLogsAtBoot in kinds
+    assert Prometheus in kinds and LogsAtBoot in kinds
 
 
 def test_only_worker_processes_get_the_worker_middleware() -> None:
     # Prometheus' enqueue hook needs the worker's boot signal; in the receiver it would fail on retries.
     kinds = {type(m) for m in build_broker(URL).middleware}
-    assert Prometheus not in kinds and JsonLogsAtBoot not in kinds
+    assert Prometheus not in kinds and LogsAtBoot not in kinds
 
 
 def test_environment_overrides() -> None:

@@ -258,3 +258,23 @@ def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ATTEMPT_TTL", "77")
     assert Settings.from_env() == Settings(attempt_ttl=77)
+
+
+def test_operator_settings_log_format_reconciler_metrics_and_chain_check() -> None:
+    assert Settings.from_env({}).log_format is None  # decided by the stream: console on a terminal
+    env = {
+        "LOG_FORMAT": "console",
+        "RECONCILER_METRICS_HOST": "10.0.0.7",
+        "RECONCILER_METRICS_PORT": "0",
+        "AUDIT_VERIFY_INTERVAL": "600",
+    }
+    settings = Settings.from_env(env)
+    assert settings.log_format == "console" and settings.reconciler_metrics_host == "10.0.0.7"
+    assert settings.reconciler_metrics_port == 0 and settings.audit_verify_interval == 600
+    for variable, value in (
+        ("LOG_FORMAT", "xml"),
+        ("RECONCILER_METRICS_PORT", "70000"),
+        ("AUDIT_VERIFY_INTERVAL", "-1"),
+    ):
+        with pytest.raises(ConfigError, match=f"^{variable}: "):
+            Settings.from_env({variable: value})

@@ -1,15 +1,23 @@
-"""Structured logs: JSON lines, the session id on lines about a session, nothing secret."""
+"""Logs: JSON or console lines with the same fields, the ids on lines about a session, nothing secret."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
-from adapters.logs import JsonLogsAtBoot, configure, redact, session_context
+from adapters.logs import LogsAtBoot, configure, log_context, redact, resolve_format, session_context
+from adapters.queue.broker import EnqueueError
+from config import Settings
+from domain.signature import HEADER, sign
+from receiver.app import create_app
+from tests.fakes import NoEvents, make_services
 
 
 @pytest.fixture
@@ -70,8 +78,90 @@ def test_worker_processes_switch_to_json_at_boot() -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))  # as Dramatiq's supervisor sets it up
     root.handlers = [handler]
     try:
-        JsonLogsAtBoot().after_process_boot(broker=None)
+        LogsAtBoot().after_process_boot(broker=None)
         logging.getLogger("test.logs").warning("booted")
     finally:
         root.handlers = saved
     assert json.loads(out.getvalue())["message"] == "booted"
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def capture(log_format: str | None, stream: io.StringIO) -> io.StringIO:
+    root = logging.getLogger()
+    root.handlers = []
+    configure(logging.INFO, stream, log_format)
+    return stream
+
+
+@pytest.fixture
+def restored_root() -> Iterator[None]:
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    yield
+    root.handlers, root.level = saved_handlers, saved_level
+
+
+def emit_one() -> None:
+    with log_context(session_id="sess_7", event_id="evt_9"), log_context(attempt_id="att_3"):
+        logging.getLogger("test.logs").warning("mail for bob@example.com queued")
+
+
+def test_console_and_json_lines_carry_the_same_fields(restored_root: None) -> None:
+    json_out = capture("json", io.StringIO())
+    emit_one()
+    [record] = lines(json_out)
+    console_out = capture("console", io.StringIO())
+    emit_one()
+    console = console_out.getvalue().strip()
+    assert {"session_id": "sess_7", "attempt_id": "att_3", "event_id": "evt_9"}.items() <= record.items()
+    assert record["message"] == "mail for <email> queued"
+    for name in ("session_id", "attempt_id", "event_id"):
+        assert f"{name}={record[name]}" in console
+    assert " WARNING " in console and " test.logs " in console and "mail for <email> queued" in console
+    assert "bob@example.com" not in console
+    assert not console.startswith("{")
+
+
+def test_a_terminal_gets_console_lines_and_anything_else_json() -> None:
+    assert resolve_format(None, Terminal()) == "console"
+    assert resolve_format(None, io.StringIO()) == "json"
+    assert resolve_format("json", Terminal()) == "json"
+    assert resolve_format("console", io.StringIO()) == "console"
+
+
+def test_unset_format_on_a_terminal_prints_console_lines(restored_root: None) -> None:
+    out = capture(None, Terminal())
+    logging.getLogger("test.logs").info("hello")
+    assert out.getvalue().rstrip().endswith("test.logs  hello")
+
+
+def test_worker_processes_take_the_format_they_are_given(restored_root: None) -> None:
+    root = logging.getLogger()
+    out = io.StringIO()
+    root.handlers = [logging.StreamHandler(out)]
+    LogsAtBoot("console").after_process_boot(broker=None)
+    with session_context("sess_1"):
+        logging.getLogger("test.logs").warning("booted")
+    assert out.getvalue().rstrip().endswith("booted  session_id=sess_1")
+
+
+def test_receiver_lines_name_the_attempt_session_and_event(restored_root: None, tmp_path: Path) -> None:
+    class QueueDown(NoEvents):
+        async def enqueue_async(self, session_id: str, event_id: str | None) -> str:
+            raise EnqueueError("broker down")
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/db.sqlite", webhook_secrets=("secret",))
+    client = TestClient(create_app(make_services(settings, events=QueueDown())))
+    out = capture("json", io.StringIO())
+    started = client.post("/recoveries", json={"type": "forgot_password"})
+    body = json.dumps({"id": "evt_5", "type": "session.status", "sessionId": "sess_5"}).encode()
+    refused = client.post("/webhooks/facesign", content=body, headers={HEADER: sign("secret", int(time.time()), body)})
+    assert started.status_code == 201 and refused.status_code == 503
+    by_logger = {line["logger"]: line for line in lines(out)}
+    start_line, webhook_line = by_logger["usecases.recoveries"], by_logger["receiver.webhooks"]
+    assert start_line["attempt_id"] == started.json()["id"] and start_line["session_id"]
+    assert (webhook_line["session_id"], webhook_line["event_id"]) == ("sess_5", "evt_5")

@@ -24,6 +24,7 @@ def exec_argv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[list[str]
         "dramatiq_prom_port": "0",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),  # set by the command: restored after
         "WORKER_THREADS": "4",
+        "LOG_FORMAT": "",  # blank is unset; the command sets it: restored after
     }.items():
         monkeypatch.setenv(name, value)
     return calls
@@ -44,3 +45,13 @@ def test_queues_narrow_a_worker_to_deciding_or_mailing(exec_argv: list[list[str]
     assert exec_argv[0][exec_argv[0].index("--queues") :] == ["--queues", "mail", "sessions"]
     unknown = CliRunner().invoke(cli.main, ["worker", "--queues", "emails"])
     assert unknown.exit_code == 2 and "emails" in unknown.output
+
+
+def test_worker_processes_get_the_log_format_decided_for_them(
+    exec_argv: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert CliRunner().invoke(cli.main, ["worker"]).exit_code == 0
+    assert os.environ["LOG_FORMAT"] == "json"  # Dramatiq pipes their output: they cannot tell a terminal
+    monkeypatch.setenv("LOG_FORMAT", "console")
+    assert CliRunner().invoke(cli.main, ["worker"]).exit_code == 0
+    assert os.environ["LOG_FORMAT"] == "console"
