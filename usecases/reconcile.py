@@ -63,6 +63,8 @@ def reconcile_once(
         if result.mail_id:
             send(result.mail_id)
             tally["mail"] += 1
+        for delivery_id in result.deliveries:
+            _deliver(deps, delivery_id, deliver_event, now)
     # Claiming a mail is atomic, so a shorter grace (RECONCILE_AFTER=0 after a drain) cannot double-send.
     grace = min(MAIL_GRACE, timedelta(seconds=deps.settings.reconcile_after))
     if deps.mailer.idempotent:
@@ -89,11 +91,15 @@ def resume_events(deps: Deps, now: datetime, grace: timedelta, deliver_event: Ca
     A duplicate message is harmless: only one claim of a delivery wins."""
     stranded = app_events.stranded(deps, now, grace, BATCH)
     for delivery_id in stranded:
-        if deliver_event is not None:
-            deliver_event(delivery_id)
-        else:
-            app_events.deliver(deps, delivery_id)
+        _deliver(deps, delivery_id, deliver_event, now)
     return len(stranded)
+
+
+def _deliver(deps: Deps, delivery_id: int, deliver_event: Callable[[int], object] | None, now: datetime) -> None:
+    if deliver_event is not None:
+        deliver_event(delivery_id)
+    else:
+        app_events.deliver(deps, delivery_id, now)
 
 
 def run_forever(

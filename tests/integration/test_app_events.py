@@ -222,3 +222,31 @@ def test_a_receiver_down_past_the_window_leaves_dead_letters_that_replay_deliver
         },
     )
     assert unknown.exit_code == 1 and "no event msg_nope" in unknown.output
+
+
+def test_the_reconciler_delivers_what_a_lost_message_or_a_dead_worker_left(tmp_path: Path) -> None:
+    from adapters.db import app_events as outbox
+    from usecases.reconcile import reconcile_once
+
+    receiver = AppReceiver(SECRET, free_port()).start()
+    try:
+        deps, fake = make_deps(
+            f"sqlite:///{tmp_path}/db.sqlite",
+            str(tmp_path / "mail"),
+            app_webhook_urls=(receiver.url,),
+            app_webhook_secret=SECRET,
+        )
+        lost = decide.process_session_event(deps, seed_attempt(deps, fake, "lost"))  # its message never sent
+        held = decide.process_session_event(deps, seed_attempt(deps, fake, "held", email="h@example.com"))
+        now = datetime.now(UTC)
+        with deps.db.transaction() as session:  # a worker claims it and is killed before it posts
+            assert outbox.claim(session, held.deliveries[0], now, now + app_events.LEASE) is not None
+        reconcile_once(deps, now=now + timedelta(seconds=5))
+        assert receiver.accepted_ids() == []  # nothing is taken back within the grace and the lease
+        tally = reconcile_once(deps, now=now + app_events.LEASE + timedelta(seconds=61))
+    finally:
+        receiver.stop()
+    assert tally["events_resumed"] == 2
+    sent = {item.payload["data"]["attemptId"] for item in receiver.accepted}
+    assert sent == {"lost", "held"} and len(receiver.accepted) == 2
+    assert len(lost.deliveries) == 1
