@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from adapters.db.models import Decision, RecoveryLockReset
@@ -18,21 +18,19 @@ from domain.lock import COUNTED_REASONS
 from domain.times import as_utc
 
 
-def last_reset(session: Session, user_id: str) -> datetime | None:
-    at = session.scalar(select(func.max(RecoveryLockReset.at)).where(RecoveryLockReset.user_id == user_id))
-    return as_utc(at) if at is not None else None
-
-
 def denial_times(session: Session, user_id: str, since: datetime) -> list[datetime]:
     """When this user's refusals that count toward the lock were decided, after `since` and after
-    their latest unlock (the index on matched user and time answers it)."""
-    reset = last_reset(session, user_id)
-    start = max(since, reset) if reset is not None else since
+    their latest unlock: one statement, answered from the index on matched user and time, since it
+    runs inside the chain lock that every decision waits for."""
+    latest_reset = (
+        select(func.max(RecoveryLockReset.at)).where(RecoveryLockReset.user_id == user_id).scalar_subquery()
+    )
     query = select(Decision.decided_at).where(
         Decision.matched_user_id == user_id,
         Decision.outcome == "denied",
         Decision.reason.in_(sorted(COUNTED_REASONS)),
-        Decision.decided_at > start,
+        Decision.decided_at > since,
+        or_(latest_reset.is_(None), Decision.decided_at > latest_reset),
     )
     return [as_utc(at) for at in session.scalars(query)]
 
