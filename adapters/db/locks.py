@@ -22,9 +22,7 @@ def denial_times(session: Session, user_id: str, since: datetime) -> list[dateti
     """When this user's refusals that count toward the lock were decided, after `since` and after
     their latest unlock: one statement, answered from the index on matched user and time, since it
     runs inside the chain lock that every decision waits for."""
-    latest_reset = (
-        select(func.max(RecoveryLockReset.at)).where(RecoveryLockReset.user_id == user_id).scalar_subquery()
-    )
+    latest_reset = select(func.max(RecoveryLockReset.at)).where(RecoveryLockReset.user_id == user_id).scalar_subquery()
     query = select(Decision.decided_at).where(
         Decision.matched_user_id == user_id,
         Decision.outcome == "denied",
