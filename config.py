@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -64,6 +66,14 @@ class Settings:
     reconciler_metrics_host: str = "127.0.0.1"
     reconciler_metrics_port: int = 9192
     audit_verify_interval: int = 3600
+    # Defending the account owner: the per-account recovery lock and the owner's alerts.
+    recovery_lock_threshold: int = 3
+    recovery_lock_window: int = 86400
+    attempt_alert_interval: int = 3600
+    # Signed events to the customer's application (Standard Webhooks).
+    app_webhook_urls: tuple[str, ...] = ()
+    app_webhook_secret: str | None = None
+    app_webhook_retry_window: float = 86400.0  # seconds of retries before an event is a dead letter
 
     @property
     def sandbox_mode(self) -> bool:
@@ -130,6 +140,12 @@ class Settings:
                 "RECONCILER_METRICS_PORT", cls.reconciler_metrics_port, minimum=0, maximum=65535
             ),
             audit_verify_interval=r.integer("AUDIT_VERIFY_INTERVAL", cls.audit_verify_interval, minimum=0),
+            recovery_lock_threshold=r.integer("RECOVERY_LOCK_THRESHOLD", 3, minimum=1, maximum=1000),
+            recovery_lock_window=r.integer("RECOVERY_LOCK_WINDOW", 86400, minimum=1),
+            attempt_alert_interval=r.integer("ATTEMPT_ALERT_INTERVAL", 3600, minimum=0),
+            app_webhook_urls=r.urls("APP_WEBHOOK_URL", ("http", "https")),
+            app_webhook_secret=r.optional("APP_WEBHOOK_SECRET"),
+            app_webhook_retry_window=float(r.integer("APP_WEBHOOK_RETRY_WINDOW", 86400, minimum=1)),
         )
         if settings.mail_backend == "smtp" and settings.smtp_url is None:
             raise ConfigError("SMTP_URL: required when MAIL_BACKEND=smtp")
@@ -137,7 +153,26 @@ class Settings:
             _check_smtp_url(settings.smtp_url)
         if not settings.sandbox_mode and not settings.webhook_secrets:
             raise ConfigError("FACESIGN_WEBHOOK_SECRET: required when FACESIGN_API_KEY is set (sandbox off)")
+        _check_app_webhook(settings)
         return settings
+
+
+def _check_app_webhook(settings: Settings) -> None:
+    """The application's events are signed with a Standard Webhooks secret: `whsec_` and 24 to 64
+    bytes in base64, as that specification asks."""
+    secret = settings.app_webhook_secret
+    if settings.app_webhook_urls and secret is None:
+        raise ConfigError("APP_WEBHOOK_SECRET: required when APP_WEBHOOK_URL is set")
+    if secret is None:
+        return
+    if not secret.startswith("whsec_"):
+        raise ConfigError("APP_WEBHOOK_SECRET: expected whsec_ followed by base64")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError("APP_WEBHOOK_SECRET: the part after whsec_ is not valid base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ConfigError(f"APP_WEBHOOK_SECRET: must decode to 24 to 64 bytes, got {len(key)}")
 
 
 def _check_smtp_url(url: str) -> None:
@@ -220,6 +255,18 @@ class _Reader:
             values = tuple(part.strip() for part in raw.split(","))
             if any(not value for value in values):
                 raise ValueError("empty secret in the comma-separated list")
+            return values
+
+        return self._get(name, (), parse)
+
+    def urls(self, name: str, schemes: tuple[str, ...]) -> tuple[str, ...]:
+        def parse(raw: str) -> tuple[str, ...]:
+            values = tuple(dict.fromkeys(part.strip() for part in raw.split(",")))
+            for number, value in enumerate(values, start=1):
+                parts = urlsplit(value)
+                if parts.scheme not in schemes or not parts.netloc:
+                    # Not echoed: such a URL may carry a credential.
+                    raise ValueError(f"entry {number} is not an {' or '.join(schemes)} URL (comma-separated list)")
             return values
 
         return self._get(name, (), parse)

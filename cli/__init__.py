@@ -140,20 +140,24 @@ def reconcile(once: bool) -> None:
     """Decide attempts pending longer than RECONCILE_AFTER by asking FaceSign; expire stale ones."""
     import threading
 
+    from adapters.queue.app_events import EventDeliveries
+    from adapters.queue.broker import broker_for
     from usecases.deps import Deps
     from usecases.reconcile import reconcile_once, run_forever
 
     setup_logging()
     settings = load_settings()
     deps = Deps.from_settings(settings)
+    # Lost event deliveries go back to the workers; in embedded mode this process delivers them itself.
+    deliver_event = None if settings.embedded else EventDeliveries(broker_for(settings)).enqueue_one
     if once:
-        tally = reconcile_once(deps)
+        tally = reconcile_once(deps, deliver_event=deliver_event)
         click.echo(" ".join(f"{key}={value}" for key, value in sorted(tally.items())) or "nothing to do")
         return
     _reconciler_metrics(settings)
     stop = threading.Event()
     try:
-        run_forever(deps, stop)
+        run_forever(deps, stop, deliver_event=deliver_event)
     except KeyboardInterrupt:
         stop.set()
 
@@ -249,11 +253,16 @@ def _register_subcommands() -> None:
     from cli.audit import audit, auditor_token
     from cli.dlq import dlq
     from cli.doctor import doctor
+    from cli.events import events
+    from cli.locks import users_locks, users_unlock
 
     main.add_command(audit)
     main.add_command(auditor_token)
     main.add_command(dlq)
     main.add_command(doctor)
+    main.add_command(events)
+    users.add_command(users_locks)
+    users.add_command(users_unlock)
 
 
 _register_subcommands()

@@ -52,24 +52,30 @@ def start_embedded_workers(deps: Deps, stack: ExitStack) -> Any:
     import dramatiq
 
     from workers import context
-    from workers.actors import ACTORS
+    from workers.actors import ACTORS, deliver_app_event
 
     broker = ACTORS[0].broker
     context.install(deps)
     worker = dramatiq.Worker(broker, worker_threads=deps.settings.worker_threads)
     worker.start()
     stack.callback(worker.stop)
-    start_reconciler(deps, stack)
+    start_reconciler(deps, stack, deliver_app_event.send)
     return broker
 
 
-def start_reconciler(deps: Deps, stack: ExitStack) -> None:
+def start_reconciler(deps: Deps, stack: ExitStack, deliver_event: Any = None) -> None:
     import threading
 
     from usecases.reconcile import run_forever
 
     stop = threading.Event()
-    thread = threading.Thread(target=run_forever, args=(deps, stop), name="reconciler", daemon=True)
+    thread = threading.Thread(
+        target=run_forever,
+        args=(deps, stop),
+        kwargs={"deliver_event": deliver_event},
+        name="reconciler",
+        daemon=True,
+    )
     thread.start()
     stack.callback(thread.join, 10)
     stack.callback(stop.set)

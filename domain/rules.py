@@ -10,7 +10,7 @@ from typing import Any
 from domain.flow import confirming_outcome, decisive_nodes
 from domain.report import SessionReport
 
-RULES_VERSION = "1"
+RULES_VERSION = "2"
 APPROVED = "approved"
 DENIED = "denied"
 
@@ -23,6 +23,7 @@ REASONS = (
     "deepfake_detected",
     "liveness_failed",
     "matched_face_has_no_local_user",
+    "account_recovery_locked",
     "identity_not_confirmed",
     "verified",
 )
@@ -61,6 +62,11 @@ class Decision:
 
 
 UserLookup = Callable[[str], str | None]  # normalised email -> local user id
+LockLookup = Callable[[str], bool]  # local user id -> are that user's recoveries locked now
+
+
+def never_locked(user_id: str) -> bool:
+    return False
 
 
 def normalise_email(value: object) -> str | None:
@@ -93,9 +99,18 @@ def expire(attempt: Attempt, now: datetime, policy: Policy, session_status: str 
 
 
 def decide(
-    session: SessionReport, attempt: Attempt, find_user: UserLookup, now: datetime, policy: Policy
+    session: SessionReport,
+    attempt: Attempt,
+    find_user: UserLookup,
+    now: datetime,
+    policy: Policy,
+    is_locked: LockLookup = never_locked,
 ) -> Decision | None:
-    """None means: record nothing (session unfinished, or attempt already decided)."""
+    """None means: record nothing (session unfinished, or attempt already decided).
+
+    Once the face is recognised its email is looked up, so that the denials after recognition
+    (a deepfake, a failed liveness check) still name the local user they were aimed at.
+    """
     if not session.finished or attempt.decided:
         return None
     recognition_id, liveness_id, conversation_id = decisive_nodes(attempt.flow)
@@ -120,13 +135,15 @@ def decide(
         return verdict(DENIED, "no_face")
     if recognition != "recognized":
         return verdict(DENIED, "face_not_recognized")
-    if liveness == "deepfakeDetected":
-        return verdict(DENIED, "deepfake_detected")
-    if liveness != "livenessDetected":
-        return verdict(DENIED, "liveness_failed")
     user_id = find_user(email) if email else None
+    if liveness == "deepfakeDetected":
+        return verdict(DENIED, "deepfake_detected", user_id)
+    if liveness != "livenessDetected":
+        return verdict(DENIED, "liveness_failed", user_id)
     if user_id is None:
         return verdict(DENIED, "matched_face_has_no_local_user")
+    if is_locked(user_id):
+        return verdict(DENIED, "account_recovery_locked", user_id)
     if policy.require_conversation_confirmation and conversation != confirming_outcome(attempt.flow, conversation_id):
         return verdict(DENIED, "identity_not_confirmed", user_id)
     return verdict(APPROVED, "verified", user_id)

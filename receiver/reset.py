@@ -36,7 +36,8 @@ def reset_routes(services: Services) -> list[Route]:
         token = payload.get("token") if isinstance(payload, dict) else None
         if not isinstance(token, str):
             return _invalid_token()
-        user_id = await run_in_threadpool(redeem_reset_token, services.deps, token, datetime.now(UTC))
+        enqueue = services.event_deliveries.enqueue if services.event_deliveries else None
+        user_id = await run_in_threadpool(redeem_reset_token, services.deps, token, datetime.now(UTC), enqueue)
         if user_id is None:
             log.info("reset token redemption refused")
             return _invalid_token()

@@ -110,6 +110,9 @@ def render_form(action: str, enrollments: Sequence[Mapping[str, Any]]) -> str:
     identities = [*people, (IDENTITY_UNKNOWN, "An unknown face"), (IDENTITY_NONE, "No face")]
     return f"""<p class="note">FaceSign <strong>sandbox</strong>: no camera is used. Choose what the camera
 would see, then finish the verification.</p>
+<p class="note" id="lock-hint">To see the account owner's side: pick a person and a deepfake three times
+(three separate recoveries). Their recovery is then paused, so even a live attempt is refused, and the emails
+they were sent are in the service's mail folder (<code>mail/</code> with <code>make run</code>).</p>
 <form method="post" action="{escape(action)}/finish">
 <fieldset><legend>Face recognition</legend>
 <label for="identity">Who does the camera see?</label>

@@ -13,7 +13,9 @@ from adapters.facesign.client import FaceSignNotFound
 from adapters.logs import log_context
 from domain.report import SessionReport, parse_session
 from domain.rules import Decision, decide, expire
+from usecases import app_events
 from usecases.deps import Deps
+from usecases.protect import AccountGuard
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ MAX_SESSION_ID = 128  # the column's width
 class Result:
     status: str  # unknown_session, already_decided, not_finished, vendor_unknown, approved, denied
     mail_id: str | None = None
+    deliveries: tuple[int, ...] = ()  # the application's events about this decision, to enqueue
 
 
 def utcnow() -> datetime:
@@ -76,6 +79,8 @@ def record(
     With `report=None` (the vendor could not say) only the expiry rule can decide. Every decider
     locks its attempt's row first, then the chain: a racing worker either committed before (and the
     attempt reads decided) or waits, and a decision waiting for its attempt holds up no other.
+    Holding the chain also serialises the recovery lock's count of a user's refusals
+    (usecases.protect), and the application's events are written in the same transaction.
     """
     now = now or utcnow()
     digest_key = deps.digest_key()
@@ -85,6 +90,7 @@ def record(
             return Result("already_decided")
         attempt = found[0]
         head = audit_log.lock_chain(session)
+        guard = AccountGuard(session, deps.lock_policy, deps.settings.attempt_alert_interval, now)
         seen: dict[str, Recipient] = {}
 
         def find_user(email: str) -> str | None:
@@ -93,11 +99,15 @@ def record(
                 seen[user.id] = user
             return user.id if user else None
 
-        decision = decide(report, attempt, find_user, now, deps.policy) if report else expire(attempt, now, deps.policy)
+        if report:
+            decision = decide(report, attempt, find_user, now, deps.policy, guard.is_locked)
+        else:
+            decision = expire(attempt, now, deps.policy)
         if decision is None:
             return Result("not_finished")
         attempts.settle(session, attempt.id, STATUS_BY_REASON.get(decision.reason, decision.outcome), now)
         mail_id = _issue_reset(deps, session, attempt.id, decision, seen, now)
+        aftermath = guard.after(decision, attempt.id, seen.get(decision.matched_user_id or ""))
         row = audit_log.new_row(
             decision,
             attempt_id=attempt.id,
@@ -108,10 +118,11 @@ def record(
             message_id=message_id,
             digest_key=digest_key,
         )
-        audit_log.append(session, row, head)
+        record_ = audit_log.append(session, row, head)
+        deliveries = app_events.emit_decision(session, deps.settings, record_, aftermath.locked_until, now)
     with log_context(attempt_id=attempt.id):
         log.info("session %s: %s (%s)", session_id, decision.outcome, decision.reason)
-    return Result(decision.outcome, mail_id)
+    return Result(decision.outcome, mail_id or aftermath.mail_id, tuple(deliveries))
 
 
 def _issue_reset(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from adapters.appevents.sender import EventSender
 from adapters.db.engine import Database
 from adapters.db.pseudonyms import pseudonym_key
 from adapters.facesign.client import FaceSignClient
@@ -14,6 +15,7 @@ from adapters.facesign.flow_file import load_flow
 from adapters.mail.backends import Mailer, make_mailer
 from config import Settings
 from domain.flow import Flow
+from domain.lock import LockPolicy
 from domain.rules import Policy
 
 
@@ -46,6 +48,17 @@ class Deps:
         return Policy(self.settings.attempt_ttl, self.settings.require_conversation_confirmation)
 
     @cached_property
+    def lock_policy(self) -> LockPolicy:
+        return LockPolicy(self.settings.recovery_lock_threshold, self.settings.recovery_lock_window)
+
+    @cached_property
+    def event_sender(self) -> EventSender:
+        """Signs and posts the application's events; only built where APP_WEBHOOK_SECRET is set."""
+        if self.settings.app_webhook_secret is None:
+            raise RuntimeError("APP_WEBHOOK_SECRET is unset: there is nothing to sign events with")
+        return EventSender(self.settings.app_webhook_secret)
+
+    @cached_property
     def flow(self) -> Flow:
         return load_flow(self.settings.flow_file)
 
@@ -58,6 +71,8 @@ class Deps:
             return self._digest_key
 
     def close(self) -> None:
+        if "event_sender" in self.__dict__:
+            self.event_sender.close()
         self.facesign.close()
         self.db.dispose()
 

@@ -18,6 +18,7 @@ from adapters.facesign.client import FaceSignError, FaceSignNotFound
 from adapters.logs import session_context
 from adapters.status_metrics import status_metrics
 from domain.report import ReportError, SessionReport, parse_session
+from usecases import app_events
 from usecases.audit import verify_chain
 from usecases.decide import record, utcnow
 from usecases.deps import Deps
@@ -42,9 +43,14 @@ def fetch(deps: Deps, session_id: str) -> SessionReport | None:
 
 
 def reconcile_once(
-    deps: Deps, now: datetime | None = None, send_mail: Callable[[str], object] | None = None
+    deps: Deps,
+    now: datetime | None = None,
+    send_mail: Callable[[str], object] | None = None,
+    deliver_event: Callable[[int], object] | None = None,
 ) -> Counter[str]:
-    """One pass: decide stale pending attempts, expire the hopeless, send mail nobody sent."""
+    """One pass: decide stale pending attempts, expire the hopeless, send mail nobody sent, and hand
+    back the application's events whose delivery message was lost. `deliver_event` enqueues one
+    delivery (without it, the pass delivers them itself)."""
     now = now or utcnow()
     send = send_mail or (lambda mail_id: send_reset_email(deps, mail_id))
     tally: Counter[str] = Counter()
@@ -60,6 +66,8 @@ def reconcile_once(
         if result.mail_id:
             send(result.mail_id)
             tally["mail"] += 1
+        for delivery_id in result.deliveries:
+            _deliver(deps, delivery_id, deliver_event, now)
     # Claiming a mail is atomic, so a shorter grace (RECONCILE_AFTER=0 after a drain) cannot double-send.
     grace = min(MAIL_GRACE, timedelta(seconds=deps.settings.reconcile_after))
     if deps.mailer.idempotent:
@@ -73,9 +81,28 @@ def reconcile_once(
     for mail_id in orphaned:
         send(mail_id)
         tally["mail"] += 1
+    events_resumed = resume_events(deps, now, grace, deliver_event)
+    if events_resumed:
+        tally["events_resumed"] += events_resumed
     if tally:
         log.info("reconcile pass: %s", dict(tally))
     return tally
+
+
+def resume_events(deps: Deps, now: datetime, grace: timedelta, deliver_event: Callable[[int], object] | None) -> int:
+    """Deliveries due for longer than `grace`, or leased by a worker that died: enqueue them again.
+    A duplicate message is harmless: only one claim of a delivery wins."""
+    stranded = app_events.stranded(deps, now, grace, BATCH)
+    for delivery_id in stranded:
+        _deliver(deps, delivery_id, deliver_event, now)
+    return len(stranded)
+
+
+def _deliver(deps: Deps, delivery_id: int, deliver_event: Callable[[int], object] | None, now: datetime) -> None:
+    if deliver_event is not None:
+        deliver_event(delivery_id)
+    else:
+        app_events.deliver(deps, delivery_id, now)
 
 
 def check_chain(deps: Deps) -> bool:
@@ -87,7 +114,12 @@ def check_chain(deps: Deps) -> bool:
     return verdict.ok
 
 
-def run_forever(deps: Deps, stop: threading.Event, send_mail: Callable[[str], object] | None = None) -> None:
+def run_forever(
+    deps: Deps,
+    stop: threading.Event,
+    send_mail: Callable[[str], object] | None = None,
+    deliver_event: Callable[[int], object] | None = None,
+) -> None:
     """Passes every RECONCILE_INTERVAL seconds until `stop` is set; a failed pass is logged, not fatal.
 
     Every AUDIT_VERIFY_INTERVAL seconds (0: never) a pass also verifies the audit chain.
@@ -96,7 +128,7 @@ def run_forever(deps: Deps, stop: threading.Event, send_mail: Callable[[str], ob
     next_check = time.monotonic()
     while not stop.is_set():
         try:
-            reconcile_once(deps, send_mail=send_mail)
+            reconcile_once(deps, send_mail=send_mail, deliver_event=deliver_event)
             status_metrics().reconciled(time.time())
         except Exception:
             log.exception("reconcile pass failed; trying again next interval")

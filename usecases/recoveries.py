@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypedDict
 
 from adapters.db import attempts, tokens
 from adapters.logs import log_context
+from domain.app_events import redeemed_event
 from domain.rules import deadline
 from domain.times import format_time
+from usecases import app_events
 from usecases.deps import Deps
 
 log = logging.getLogger(__name__)
@@ -51,7 +54,20 @@ def recovery_status(deps: Deps, attempt_id: str, now: datetime) -> str | None:
     return status
 
 
-def redeem_reset_token(deps: Deps, token: str, now: datetime) -> str | None:
-    """The user id, exactly once per unexpired token; None for anything else."""
+def redeem_reset_token(
+    deps: Deps, token: str, now: datetime, enqueue: Callable[[Sequence[int]], object] | None = None
+) -> str | None:
+    """The user id, exactly once per unexpired token; None for anything else.
+
+    The application's `reset_token.redeemed` event is written in the same transaction; `enqueue`
+    hands its deliveries to the workers once committed (the reconciler finds any it misses).
+    """
     with deps.db.transaction() as session:
-        return tokens.redeem(session, token, now)
+        user_id = tokens.redeem(session, token, now)
+        if user_id is None:
+            return None
+        attempt_id, session_id = tokens.attempt_of(session, token)
+        deliveries = app_events.emit(session, deps.settings, redeemed_event(attempt_id, session_id, user_id), now)
+    if deliveries and enqueue is not None:
+        enqueue(deliveries)
+    return user_id

@@ -1,11 +1,14 @@
-"""Sending a queued reset email at most once."""
+"""Sending a queued email (the reset link, or an alert to the account's owner) at most once."""
 
 from __future__ import annotations
 
 import logging
+from email.message import EmailMessage
 
 from adapters.db import outbox
-from adapters.mail.compose import compose
+from adapters.mail.compose import compose, compose_alert
+from domain.notices import LOCK_NOTICE, RESET
+from domain.times import parse_time
 from usecases.decide import utcnow
 from usecases.deps import Deps
 
@@ -24,9 +27,7 @@ def send_reset_email(deps: Deps, mail_id: str) -> bool:
     if mail is None:
         log.info("mail %s: already claimed or sent; nothing to do", mail_id)
         return False
-    if mail.reset_url is None:
-        raise RuntimeError(f"mail {mail_id} has no link to send")
-    message = compose(deps.settings.mail_from, mail.to_address, mail.reset_url, deps.settings.reset_token_ttl, mail_id)
+    message = _compose(deps, mail_id, mail)
     try:
         deps.mailer.send(message)
     except Exception:
@@ -38,3 +39,21 @@ def send_reset_email(deps: Deps, mail_id: str) -> bool:
         outbox.mark_sent(session, mail_id, utcnow())
     log.info("mail %s: sent", mail_id)
     return True
+
+
+def _compose(deps: Deps, mail_id: str, mail: outbox.Claimed) -> EmailMessage:
+    sender = deps.settings.mail_from
+    if mail.kind == RESET:
+        if mail.reset_url is None:
+            raise RuntimeError(f"mail {mail_id} has no link to send")
+        return compose(sender, mail.to_address, mail.reset_url, deps.settings.reset_token_ttl, mail_id)
+    details = mail.details or {}
+    until = details.get("lockedUntil")
+    return compose_alert(
+        sender,
+        mail.to_address,
+        mail_id,
+        refused=int(details.get("refused", 1)),
+        locked_until=parse_time(until) if isinstance(until, str) else None,
+        lock_set=mail.kind == LOCK_NOTICE,
+    )

@@ -11,9 +11,16 @@ from dramatiq.middleware import CurrentMessage
 import workers.broker  # noqa: F401  (sets the global broker before any actor is declared)
 from adapters.facesign.client import FaceSignRejected
 from adapters.logs import log_context
-from adapters.queue.names import MAIL_ACTOR, MAIL_QUEUE, PROCESS_ACTOR, SESSIONS_QUEUE
+from adapters.queue.names import (
+    APP_EVENT_ACTOR,
+    APP_EVENTS_QUEUE,
+    MAIL_ACTOR,
+    MAIL_QUEUE,
+    PROCESS_ACTOR,
+    SESSIONS_QUEUE,
+)
 from domain.report import ReportError
-from usecases import decide, send_mail
+from usecases import app_events, decide, send_mail
 from workers import context
 
 log = logging.getLogger(__name__)
@@ -39,14 +46,26 @@ def process_session_event(session_id: str, event_id: str | None = None) -> None:
         result = decide.process_session_event(context.current(), session_id, event_id, _message_id())
     if result.mail_id:
         send_reset_email.send(result.mail_id)
+    for delivery_id in result.deliveries:
+        deliver_app_event.send(delivery_id)
 
 
 @dramatiq.actor(actor_name=MAIL_ACTOR, queue_name=MAIL_QUEUE, time_limit=60_000, **RETRY_OPTIONS)
 def send_reset_email(mail_id: str) -> None:
+    """Any queued email: the reset link or an alert to the account's owner."""
     send_mail.send_reset_email(context.current(), mail_id)
 
 
-ACTORS = (process_session_event, send_reset_email)
+@dramatiq.actor(actor_name=APP_EVENT_ACTOR, queue_name=APP_EVENTS_QUEUE, time_limit=60_000, **RETRY_OPTIONS)
+def deliver_app_event(delivery_id: int) -> None:
+    """One attempt at one event for one URL; a failure schedules the next attempt with backoff.
+    (Dramatiq's own retries are for errors of ours, such as the database being away.)"""
+    retry_in = app_events.deliver(context.current(), delivery_id)
+    if retry_in is not None:
+        deliver_app_event.send_with_options(args=(delivery_id,), delay=int(retry_in * 1000))
+
+
+ACTORS = (process_session_event, send_reset_email, deliver_app_event)
 
 
 def bind(broker: dramatiq.Broker) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -56,7 +56,11 @@ class Decision(Base):
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
-    __table_args__ = (Index("ix_decisions_outcome_reason", "outcome", "reason"),)
+    __table_args__ = (
+        Index("ix_decisions_outcome_reason", "outcome", "reason"),
+        # The recovery lock counts one user's recent refusals inside every decision's transaction.
+        Index("ix_decisions_user_decided", "matched_user_id", "decided_at"),
+    )
 
 
 class ResetToken(Base):
@@ -82,6 +86,11 @@ class OutgoingMail(Base):
     created_at: Mapped[datetime]
     sending_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
+    kind: Mapped[str] = mapped_column(String(16), default="reset", server_default="reset")  # domain.notices
+    details: Mapped[Any | None] = mapped_column(JSON)  # an alert's counts and lock end, never a reason
+
+    # The hourly cap on alerts reads a user's latest alert.
+    __table_args__ = (Index("ix_outgoing_mail_user_created", "user_id", "created_at"),)
 
 
 class ServiceSetting(Base):
@@ -109,3 +118,44 @@ class AuditAccess(Base):
     auditor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(32))
     filters: Mapped[Any] = mapped_column(JSON)
+
+
+class RecoveryLockReset(Base):
+    """An operator lifted a user's recovery lock: refusals before `at` no longer count."""
+
+    __tablename__ = "recovery_lock_resets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime]
+    by: Mapped[str] = mapped_column(String(128))
+
+
+class AppEvent(Base):
+    """An event for the customer's application; `body` is the exact JSON sent on every delivery."""
+
+    __tablename__ = "app_events"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the `webhook-id`
+    type: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class AppEventDelivery(Base):
+    """One event to one URL: pending, sending (leased to a worker), delivered, or failed (a dead letter)."""
+
+    __tablename__ = "app_event_deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("app_events.id"))
+    url: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    window_started_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "url", name="uq_app_event_deliveries_event_url"),
+        Index("ix_app_event_deliveries_status_next", "status", "next_attempt_at"),
+    )

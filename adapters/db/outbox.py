@@ -9,12 +9,15 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from adapters.db.models import OutgoingMail, ResetToken
 from adapters.db.users import Recipient
+from domain.notices import ALERT_KINDS, RESET, Notice
+from domain.times import as_utc, format_time
 from domain.tokens import token_hash
 
 PENDING = "pending"
@@ -53,10 +56,46 @@ def issue_reset(
     return mail_id
 
 
+def queue_alert(session: Session, attempt_id: str, user: Recipient, now: datetime, notice: Notice) -> str:
+    """Queue an alert to the user about a refused attempt on their account; returns the mail id.
+    It carries counts and the lock's end only: never a reason or anything biometric."""
+    mail_id = f"mail_{secrets.token_hex(12)}"
+    details: dict[str, Any] = {"refused": notice.refused}
+    if notice.locked_until is not None:
+        details["lockedUntil"] = format_time(notice.locked_until)
+    session.add(
+        OutgoingMail(
+            id=mail_id,
+            attempt_id=attempt_id,
+            user_id=user.id,
+            to_address=user.email,
+            reset_url=None,
+            status=PENDING,
+            created_at=now,
+            kind=notice.kind,
+            details=details,
+        )
+    )
+    session.flush()
+    return mail_id
+
+
+def last_alert_at(session: Session, user_id: str) -> datetime | None:
+    """When the user's latest alert was queued, or None if they never had one."""
+    at = session.scalar(
+        select(func.max(OutgoingMail.created_at)).where(
+            OutgoingMail.user_id == user_id, OutgoingMail.kind.in_(ALERT_KINDS)
+        )
+    )
+    return as_utc(at) if at is not None else None
+
+
 @dataclass(frozen=True)
 class Claimed:
     to_address: str
     reset_url: str | None
+    kind: str = RESET
+    details: dict[str, Any] | None = None
 
 
 def claim(session: Session, mail_id: str, now: datetime) -> Claimed | None:
@@ -65,9 +104,9 @@ def claim(session: Session, mail_id: str, now: datetime) -> Claimed | None:
         update(OutgoingMail)
         .where(OutgoingMail.id == mail_id, OutgoingMail.status == PENDING)
         .values(status=SENDING, sending_at=now)
-        .returning(OutgoingMail.to_address, OutgoingMail.reset_url)
+        .returning(OutgoingMail.to_address, OutgoingMail.reset_url, OutgoingMail.kind, OutgoingMail.details)
     ).first()
-    return Claimed(row.to_address, row.reset_url) if row else None
+    return Claimed(row.to_address, row.reset_url, row.kind, row.details) if row else None
 
 
 def mark_sent(session: Session, mail_id: str, now: datetime) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from adapters.db.models import ResetToken
+from adapters.db.models import RecoveryAttempt, ResetToken
 from domain.tokens import token_hash
 
 # Tokens are 43 URL-safe characters; anything far longer is not one of ours and is not hashed.
@@ -34,3 +34,13 @@ def redeem(session: Session, token: str, now: datetime) -> str | None:
         .returning(ResetToken.user_id)
     )
     return result.scalar_one_or_none()
+
+
+def attempt_of(session: Session, token: str) -> tuple[str, str | None]:
+    """The attempt (and its FaceSign session) a known token was issued for."""
+    row = session.execute(
+        select(ResetToken.attempt_id, RecoveryAttempt.session_id)
+        .join(RecoveryAttempt, RecoveryAttempt.id == ResetToken.attempt_id)
+        .where(ResetToken.token_hash == token_hash(token))
+    ).one()
+    return row.attempt_id, row.session_id

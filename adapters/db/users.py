@@ -66,3 +66,8 @@ def find_user(session: Session, normal_email: str) -> Recipient | None:
 def directory(session: Session) -> Sequence[tuple[str, str | None]]:
     """Every user's email and display name, by email."""
     return [(row.email, row.name) for row in session.execute(select(User.email, User.name).order_by(User.email))]
+
+
+def get_user(session: Session, user_id: str) -> Recipient | None:
+    row = session.get(User, user_id)
+    return Recipient(row.id, row.email) if row else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -22,6 +23,7 @@ from domain.signature import HEADER, sign
 from tests.e2e.conftest import Processes
 
 SECRET = "whsec_chaos"
+APP_SECRET = "whsec_" + base64.b64encode(b"chaos-application-events-secret!").decode()
 LOCAL_USERS = 20
 STRANGERS = 3  # enrolled at the vendor, unknown to us
 

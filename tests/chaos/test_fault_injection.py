@@ -2,8 +2,10 @@
 
 Recoveries with a mix of outcomes while the sandbox answers 10% 500s, 5% 429s and ~5% too slowly,
 drops 5% of webhooks and duplicates 30% (sent concurrently); a worker is SIGKILLed every few seconds
-and restarted; Redis is restarted once with its data lost; old events are re-delivered hours late.
-After the drain and a reconcile, every attempt must be decided exactly once and correctly.
+and restarted; Redis is restarted once with its data lost; old events are re-delivered hours late;
+the customer's application answers 500 to 20% of the signed events it is sent.
+After the drain and a reconcile, every attempt must be decided exactly once and correctly, and
+every decision's event must have reached the application.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, func, select
 
 from adapters.db.audit_log import to_record
-from adapters.db.models import Decision, OutgoingMail, RecoveryAttempt
+from adapters.db.models import AppEventDelivery, Decision, OutgoingMail, RecoveryAttempt
 from adapters.queue.broker import build_broker
 from adapters.queue.dead_letters import list_dead_letters
 from domain.audit_chain import GENESIS, chain_hash
+from tests.app_receiver import AppReceiver
 from tests.chaos.harness import (
+    APP_SECRET,
     LOCAL_USERS,
     SECRET,
     STRANGERS,
@@ -48,6 +52,7 @@ from tests.e2e.conftest import Processes, base_env, wait_http
 
 RECOVERIES = int(os.environ.get("CHAOS_RECOVERIES", "500"))
 CLIENTS = 8  # concurrent recovery pages
+APP_FAILURE_RATE = 0.20  # the application answers 500 to this share of deliveries
 FAULTS = {"errorRate": 0.10, "rate429": 0.05, "dropRate": 0.05, "duplicateRate": 0.30, "seed": 20261126}
 
 pytestmark = [pytest.mark.chaos, pytest.mark.redis, pytest.mark.postgres, pytest.mark.timeout(360)]
@@ -115,16 +120,20 @@ def test_no_decision_is_lost_or_doubled(processes: Processes, tmp_path: Path, po
     started = time.monotonic()
     redis_server = RedisServer(free_port(), tmp_path)
     redis_server.start()
+    application = AppReceiver(APP_SECRET, free_port(), fail_rate=APP_FAILURE_RATE).start()
     try:
-        summary = scenario(processes, tmp_path, postgres_url, redis_server)
+        summary = scenario(processes, tmp_path, postgres_url, redis_server, application)
     finally:
         processes.stop_all()
         redis_server.stop()
+        application.stop()
     with capsys.disabled():
         print(f"\n{summary}\nchaos scenario took {time.monotonic() - started:.0f}s")
 
 
-def scenario(processes: Processes, tmp_path: Path, postgres_url: str, redis_server: RedisServer) -> str:
+def scenario(
+    processes: Processes, tmp_path: Path, postgres_url: str, redis_server: RedisServer, application: AppReceiver
+) -> str:
     port, sandbox_port = free_port(), free_port()
     base, sandbox = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sandbox_port}"
     mail_dir = tmp_path / "mail"
@@ -142,6 +151,10 @@ def scenario(processes: Processes, tmp_path: Path, postgres_url: str, redis_serv
         # A killed worker's messages must come back within seconds for the drain to finish in time.
         DRAMATIQ_HEARTBEAT_TIMEOUT="3000",
         DRAMATIQ_MAINTENANCE_CHANCE="200000",
+        APP_WEBHOOK_URL=application.url,
+        APP_WEBHOOK_SECRET=APP_SECRET,
+        # Retries after about 2, 4, 8 s, then every 15 s: a day's schedule compressed into two minutes.
+        APP_WEBHOOK_RETRY_WINDOW="120",
     )
     assert processes.run(env, "db", "upgrade").returncode == 0
     imported = processes.run(env, "users", "import", str(write_users(tmp_path / "users.csv")))
@@ -197,7 +210,42 @@ def scenario(processes: Processes, tmp_path: Path, postgres_url: str, redis_serv
             break
     wait_until(lambda: redis_server.in_flight() == 0, timeout=30)
     check_metrics(base, workers.metrics())
-    return check(engine, expected, mail_dir, redis_server, workers.kills, late, left_for_reconciler)
+    summary = check(engine, expected, mail_dir, redis_server, workers.kills, late, left_for_reconciler)
+    return f"{summary}\n{check_app_events(engine, application, processes, reconcile_env)}"
+
+
+def check_app_events(engine: Any, application: AppReceiver, processes: Processes, reconcile_env: dict[str, str]) -> str:
+    """Every decision's event reaches the application despite its 500s and the killed workers; a
+    delivery a killed worker held is taken back by the reconciler once its lease runs out."""
+    with engine.connect() as connection:
+        decided = set(connection.scalars(select(Decision.attempt_id)).all())
+
+    def arrived() -> set[str]:
+        return {
+            item.payload["data"]["attemptId"]
+            for item in list(application.accepted)
+            if item.payload["type"].startswith("recovery.") and item.payload["type"] != "recovery.locked"
+        }
+
+    def all_arrived() -> bool:
+        if decided <= arrived():
+            return True
+        processes.run(reconcile_env, "reconcile", "--once")
+        return decided <= arrived()
+
+    wait_until(all_arrived, timeout=120, interval=5)
+    with engine.connect() as connection:
+        states = dict(
+            connection.execute(select(AppEventDelivery.status, func.count()).group_by(AppEventDelivery.status)).all()
+        )
+    missing = decided - arrived()
+    refused = len(application.refused)
+    summary = f"app_events_accepted={len(application.accepted)} app_refused={refused} deliveries={states}"
+    assert not missing, f"{summary}: no event for {sorted(missing)[:5]}"
+    assert application.unverified == 0, summary
+    assert refused > 0, "the application never failed: the scenario proves nothing"
+    assert any(item.payload["type"] == "recovery.locked" for item in application.accepted), summary
+    return summary
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -235,7 +283,9 @@ def check(
 ) -> str:
     with engine.connect() as connection:
         attempts = dict(connection.execute(select(RecoveryAttempt.id, RecoveryAttempt.status)).all())
-        mails = connection.execute(select(OutgoingMail.attempt_id, OutgoingMail.id, OutgoingMail.status)).all()
+        mails = connection.execute(
+            select(OutgoingMail.attempt_id, OutgoingMail.id, OutgoingMail.status, OutgoingMail.kind)
+        ).all()
     from sqlalchemy.orm import Session
 
     with Session(engine) as session:
@@ -249,7 +299,9 @@ def check(
     strangers = set(attempts) - set(expected)
     sent_files = {path.stem for path in mail_dir.glob("*.eml")}
     approved = {a for a, (outcome, _) in expected.items() if outcome == "approved"}
-    mail_by_attempt = {attempt_id: (mail_id, status) for attempt_id, mail_id, status in mails}
+    mail_by_attempt = {attempt_id: (mail_id, status) for attempt_id, mail_id, status, _ in mails}
+    reset_mail = {attempt_id for attempt_id, _, _, kind in mails if kind == "reset"}
+    alerted = {attempt_id for attempt_id, _, _, kind in mails if kind != "reset"}
     stuck = {mail_id for mail_id, status in mail_by_attempt.values() if status == "sending"}
     sent = {mail_id for mail_id, status in mail_by_attempt.values() if status == "sent"}
     never_emailed = {mail_id for mail_id, _ in mail_by_attempt.values()} - sent_files
@@ -266,7 +318,9 @@ def check(
     assert not lost, f"{summary}: undecided attempts {lost[:5]}"
     assert duplicates == 0 and not strangers, summary
     assert not wrong, f"wrong decisions: {list(wrong.items())[:5]}"
-    assert set(mail_by_attempt) == approved, "a mail row for a denied attempt, or none for an approved one"
+    assert reset_mail == approved, "a reset mail for a denied attempt, or none for an approved one"
+    # Deepfakes of local users alert their owner (at most hourly, and once more when the lock is set).
+    assert alerted and all(expected[a] == ("denied", "deepfake_detected") for a in alerted)
     assert sent_files <= {mail_id for mail_id, _ in mail_by_attempt.values()}
     # Exactly one email per approved attempt: a send interrupted by a SIGKILL is resumed by the
     # reconciler, which the file backend makes harmless (a mail's file is named by its id).

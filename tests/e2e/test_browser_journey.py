@@ -12,6 +12,7 @@ import email
 import email.policy
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def service(processes: Processes, tmp_path: Path) -> dict[str, Any]:
     wait_http(f"{base}/readyz", procs=processes)
     # SCREENSHOT_DIR keeps them somewhere lasting (the README's picture comes from here).
     shots = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path / "screenshots")
-    return {"base": base, "mail": tmp_path / "mail", "shots": shots, "processes": processes}
+    return {"base": base, "mail": tmp_path / "mail", "shots": shots, "processes": processes, "env": env}
 
 
 class Journey:
@@ -172,5 +173,36 @@ def test_deepfake_journey_is_denied_with_a_retry(browser: Any, service: dict[str
     assert retry.is_visible()
     retry.click()
     journey.page.locator("iframe#session").wait_for(state="visible")  # a fresh attempt, ready to go again
-    assert list(service["mail"].glob("*.eml")) == []
+    # Ada hears that someone tried; no reset link goes anywhere.
+    assert subjects(service["mail"], 1) == ["Someone tried to recover your account"]
+    journey.close()
+
+
+def subjects(mail_dir: Path, count: int) -> list[str]:
+    """The subjects of the .eml files once there are `count` of them (mail goes out after the decision)."""
+    deadline = time.monotonic() + 30
+    while len(files := sorted(mail_dir.glob("*.eml"))) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return sorted(email.message_from_bytes(f.read_bytes(), policy=email.policy.default)["Subject"] for f in files)
+
+
+def test_locked_journey_says_only_that_it_could_not_verify(browser: Any, service: dict[str, Any]) -> None:
+    """Three deepfakes of Ada lock her recoveries: then even her real face is refused, and the page
+    says no more than for any other refusal. Ada's mailbox says what happened."""
+    journey = Journey(browser, service)
+    for _ in range(3):
+        journey.verify_in_sandbox("ada@example.com", "deepfake")
+        assert journey.outcome()[0] == "We could not verify that it is you"
+    journey.verify_in_sandbox("ada@example.com", "live")
+    title, text = journey.outcome()
+    journey.shot("3-locked")
+    assert title == "We could not verify that it is you"
+    assert "no reset link was sent" in text
+    assert not re.search(r"lock|pause|attempts|deepfake|too many", f"{title} {text}", re.IGNORECASE)
+    assert subjects(service["mail"], 2) == [
+        "Account recovery is paused for your account",
+        "Someone tried to recover your account",
+    ]
+    listed = service["processes"].run(service["env"], "users", "locks")
+    assert listed.returncode == 0 and "\nada  " in listed.stdout
     journey.close()

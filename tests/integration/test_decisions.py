@@ -123,10 +123,18 @@ def test_the_recognised_user_is_found_however_many_addresses_the_session_reports
 
 def test_denial_issues_no_token(database_url: str, tmp_path: Path) -> None:
     deps, fake = make_deps(database_url, str(tmp_path / "mail"))
-    session_id = seed_attempt(deps, fake, liveness="deepfakeDetected")
+    session_id = seed_attempt(deps, fake, recognition="newUser")
     result = decisions.process_session_event(deps, session_id)
     assert (result.status, result.mail_id) == ("denied", None)
     assert counts(deps) == {"decisions": 1, "reset_tokens": 0, "outgoing_mail": 0}
+
+
+def test_a_refused_attempt_on_a_known_user_alerts_them_without_a_token(database_url: str, tmp_path: Path) -> None:
+    deps, fake = make_deps(database_url, str(tmp_path / "mail"))
+    session_id = seed_attempt(deps, fake, liveness="deepfakeDetected")
+    result = decisions.process_session_event(deps, session_id)
+    assert result.status == "denied" and result.mail_id is not None
+    assert counts(deps) == {"decisions": 1, "reset_tokens": 0, "outgoing_mail": 1}
 
 
 def test_an_audit_row_that_cannot_be_written_leaves_nothing(database_url: str, tmp_path: Path) -> None:

@@ -31,7 +31,9 @@ from domain.rules import (
 PAYLOADS = Path(__file__).resolve().parent.parent / "payloads"
 CREATED = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 REF = "rec_7f3a9c1e5b2d4a6f8e0c"
-USERS = {"alice@example.com": "user-alice"}
+USERS = {"alice@example.com": "user-alice", "locked@example.com": "user-locked"}
+LOCKED_USERS = {"user-locked"}  # users whose recoveries the lock holds (RECOVERY_LOCK_THRESHOLD reached)
+LOCKED = "locked@example.com"
 TTL = 1800
 ABSENT: Any = object()  # leave the key (or the whole node) out of the payload
 NO_OUTCOME: Any = object()  # the node is there, without an `outcome` key
@@ -39,6 +41,10 @@ NO_OUTCOME: Any = object()  # the node is there, without an `outcome` key
 
 def find_user(email: str) -> str | None:
     return USERS.get(email)
+
+
+def is_locked(user_id: str) -> bool:
+    return user_id in LOCKED_USERS
 
 
 def node(node_id: str, outcome: Any, report: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -93,7 +99,7 @@ def run(
 ) -> Decision | None:
     att = att or attempt()
     policy = Policy(attempt_ttl=TTL, require_conversation_confirmation=confirm)
-    return decide(parse_session(session), att, find_user, att.created_at + elapsed, policy)
+    return decide(parse_session(session), att, find_user, att.created_at + elapsed, policy, is_locked)
 
 
 SECONDS = timedelta(seconds=1)
@@ -252,6 +258,43 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], timedelta, bool, tuple[st
         denied("matched_face_has_no_local_user"),
     ),
     ("expired-and-not-confirmed", {"conversation": ABSENT}, {}, TTL_EXACT + SECONDS, True, denied("attempt_expired")),
+    # the recovery lock: after matched_face_has_no_local_user, before identity_not_confirmed
+    ("locked-user", {"email": LOCKED}, {}, SECONDS, False, denied("account_recovery_locked")),
+    ("locked-user-confirmation-required", {"email": LOCKED}, {}, SECONDS, True, denied("account_recovery_locked")),
+    (
+        "locked-user-not-confirmed",
+        {"email": LOCKED, "conversation": "identity_not_confirmed"},
+        {},
+        SECONDS,
+        True,
+        denied("account_recovery_locked"),
+    ),
+    (
+        "locked-user-deepfake",
+        {"email": LOCKED, "liveness": "deepfakeDetected"},
+        {},
+        SECONDS,
+        False,
+        denied("deepfake_detected"),
+    ),
+    ("locked-user-no-liveness", {"email": LOCKED, "liveness": "noFace"}, {}, SECONDS, False, denied("liveness_failed")),
+    ("locked-user-expired", {"email": LOCKED}, {}, TTL_EXACT + SECONDS, False, denied("attempt_expired")),
+    (
+        "locked-user-face-unknown",
+        {"email": LOCKED, "recognition": "newUser"},
+        {},
+        SECONDS,
+        False,
+        denied("face_not_recognized"),
+    ),
+    (
+        "locked-user-other-reference",
+        {"email": LOCKED, "reference": "rec_x"},
+        {},
+        SECONDS,
+        False,
+        denied("reference_mismatch"),
+    ),
 ]
 
 
@@ -296,11 +339,35 @@ def test_approved_decision_carries_the_match_and_the_node_outcomes() -> None:
     )
 
 
-def test_denied_decision_records_outcomes_but_no_match() -> None:
+@pytest.mark.parametrize("liveness", ["deepfakeDetected", "noFace", ABSENT])
+def test_denials_after_recognition_name_the_user_they_were_aimed_at(liveness: Any) -> None:
+    decision = run(payload(liveness=liveness))
+    assert decision is not None
+    assert decision.outcome == DENIED
+    assert decision.matched_user_id == "user-alice"
+
+
+def test_the_lock_is_asked_only_about_a_matched_user_whose_checks_passed() -> None:
+    asked: list[str] = []
+
+    def lock(user_id: str) -> bool:
+        asked.append(user_id)
+        return False
+
+    for overrides in ({"liveness": "deepfakeDetected"}, {"email": "bob@example.com"}, {"recognition": "noFace"}):
+        run_locked = decide(
+            parse_session(payload(**overrides)), attempt(), find_user, CREATED + SECONDS, Policy(), lock
+        )
+        assert run_locked is not None and not run_locked.approved
+    assert asked == []
+    approved = decide(parse_session(payload()), attempt(), find_user, CREATED + SECONDS, Policy(), lock)
+    assert approved is not None and approved.approved and asked == ["user-alice"]
+
+
+def test_denied_decision_records_outcomes() -> None:
     decision = run(payload(liveness="deepfakeDetected"))
     assert decision is not None
     assert decision.outcome == DENIED
-    assert decision.matched_user_id is None
     assert (decision.session_status, decision.recognition, decision.liveness) == (
         "complete",
         "recognized",

@@ -1,0 +1,1 @@
+"""Posting signed events to the customer's application."""
