@@ -56,6 +56,17 @@ class Settings:
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9191
     worker_metrics_dir: str | None = None
+    # Degrading gracefully (docs/operations.md, "What happens when"): every wait bounded, every queue capped.
+    queue_max_messages: int = 100_000  # webhook events the broker may hold before the receiver answers 503
+    reconcile_max_calls: int = 300  # FaceSign calls one reconcile pass may spend
+    recovery_start_concurrency: int = 8  # `POST /recoveries` vendor calls in flight per receiver process
+    recovery_start_timeout: int = 10  # seconds a person starting a recovery waits at most, then 503
+    database_connect_timeout: int = 5  # seconds (PostgreSQL)
+    database_statement_timeout: int = 10  # seconds (PostgreSQL); a statement this much overdue is cut off
+    database_keepalives_idle: int = 30  # seconds of silence before TCP keepalive probes (PostgreSQL)
+    worker_redis_timeout: int = (
+        30  # seconds a worker's Redis command may take (a stall shorter than this is ridden out)
+    )
 
     @property
     def sandbox_mode(self) -> bool:
@@ -116,6 +127,24 @@ class Settings:
             worker_metrics_host=r.text("dramatiq_prom_host", cls.worker_metrics_host),
             worker_metrics_port=r.integer("dramatiq_prom_port", cls.worker_metrics_port, minimum=0, maximum=65535),
             worker_metrics_dir=r.optional("dramatiq_prom_db"),
+            queue_max_messages=r.integer("QUEUE_MAX_MESSAGES", cls.queue_max_messages, minimum=1),
+            reconcile_max_calls=r.integer("RECONCILE_MAX_CALLS", cls.reconcile_max_calls, minimum=1),
+            recovery_start_concurrency=r.integer(
+                "RECOVERY_START_CONCURRENCY", cls.recovery_start_concurrency, minimum=1, maximum=256
+            ),
+            recovery_start_timeout=r.integer(
+                "RECOVERY_START_TIMEOUT", cls.recovery_start_timeout, minimum=1, maximum=120
+            ),
+            database_connect_timeout=r.integer(
+                "DATABASE_CONNECT_TIMEOUT", cls.database_connect_timeout, minimum=1, maximum=300
+            ),
+            database_statement_timeout=r.integer(
+                "DATABASE_STATEMENT_TIMEOUT", cls.database_statement_timeout, minimum=1, maximum=3600
+            ),
+            database_keepalives_idle=r.integer(
+                "DATABASE_KEEPALIVES_IDLE", cls.database_keepalives_idle, minimum=1, maximum=7200
+            ),
+            worker_redis_timeout=r.integer("WORKER_REDIS_TIMEOUT", cls.worker_redis_timeout, minimum=1, maximum=600),
         )
         if settings.mail_backend == "smtp" and settings.smtp_url is None:
             raise ConfigError("SMTP_URL: required when MAIL_BACKEND=smtp")

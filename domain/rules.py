@@ -35,6 +35,7 @@ class Attempt:
     decided: bool
     client_reference_id: str | None = None
     flow: Sequence[Mapping[str, Any]] | None = None
+    last_event_at: datetime | None = None  # latest signed status-event time held but not yet acted on
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,20 @@ def expired(attempt: Attempt, now: datetime, policy: Policy) -> bool:
     return now > deadline(attempt.created_at, policy)
 
 
+def finished_at(session: SessionReport, attempt: Attempt, event_at: datetime | None, now: datetime) -> datetime:
+    """When the session is taken to have finished: what the expiry rule judges, never when we decide.
+
+    A completion time the vendor reports wins. Otherwise a finished session changes status no more, so
+    its finish is the latest signed status event we hold for it: the one being acted on (`event_at`) or
+    one recorded earlier. With no event at all (the reconciler), the moment we looked. Never later than
+    `now`: evidence from the future is no evidence.
+    """
+    if session.finished_at is not None:
+        return min(session.finished_at, now)
+    held = [moment for moment in (event_at, attempt.last_event_at) if moment is not None]
+    return min(max(held), now) if held else now
+
+
 def expire(attempt: Attempt, now: datetime, policy: Policy, session_status: str | None = None) -> Decision | None:
     """The reconciler's verdict on a pending attempt it could not decide otherwise."""
     if attempt.decided or not expired(attempt, now, policy):
@@ -93,9 +108,17 @@ def expire(attempt: Attempt, now: datetime, policy: Policy, session_status: str 
 
 
 def decide(
-    session: SessionReport, attempt: Attempt, find_user: UserLookup, now: datetime, policy: Policy
+    session: SessionReport,
+    attempt: Attempt,
+    find_user: UserLookup,
+    now: datetime,
+    policy: Policy,
+    event_at: datetime | None = None,
 ) -> Decision | None:
-    """None means: record nothing (session unfinished, or attempt already decided)."""
+    """None means: record nothing (session unfinished, or attempt already decided).
+
+    `event_at`: the signed time of the status event being acted on, if any (see `finished_at`).
+    """
     if not session.finished or attempt.decided:
         return None
     recognition_id, liveness_id, conversation_id = decisive_nodes(attempt.flow)
@@ -110,7 +133,7 @@ def decide(
     def verdict(outcome: str, reason: str, user_id: str | None = None) -> Decision:
         return Decision(outcome, reason, session.status, recognition, liveness, conversation, user_id, email)
 
-    if expired(attempt, now, policy):
+    if expired(attempt, finished_at(session, attempt, event_at, now), policy):
         return verdict(DENIED, "attempt_expired")
     if session.client_reference_id is not None and session.client_reference_id != attempt.client_reference_id:
         return verdict(DENIED, "reference_mismatch")

@@ -2,6 +2,13 @@
 
 Safe to run in several processes at once: every decision goes through `decide.record`, which
 decides under the chain lock and only while the attempt is pending.
+
+Each pass looks at pending attempts in the order they fall due (`domain.recheck`: backoff per
+attempt, and a look just before each deadline), spends at most RECONCILE_MAX_CALLS FaceSign calls,
+and isolates every attempt and every mail: a failure is logged and counted, and the pass goes on.
+Only a failure that is clearly everyone's (the database gone, the mail server down: several in a
+row) ends that part of the pass early, leaving the rest for the next pass instead of timing out
+on each item in turn.
 """
 
 from __future__ import annotations
@@ -13,50 +20,112 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from adapters.db import attempts, outbox
-from adapters.facesign.client import FaceSignError, FaceSignNotFound
+from adapters.db.attempts import Due
+from adapters.db.engine import DatabaseUnavailable
+from adapters.facesign.client import FaceSignError, FaceSignNotFound, FaceSignTransient
 from adapters.logs import session_context
+from domain.recheck import Backoff, next_check
 from domain.report import ReportError, SessionReport, parse_session
-from usecases.decide import record, utcnow
+from domain.rules import deadline
+from usecases.decide import Result, record, utcnow
 from usecases.deps import Deps
 from usecases.send_mail import send_reset_email
 
 log = logging.getLogger(__name__)
 
-BATCH = 500
+BATCH = 500  # orphaned mails per pass
 MAIL_GRACE = timedelta(seconds=60)  # an outbox mail this old was never picked up: send it
 SEND_LEASE = timedelta(seconds=60)  # a send claimed this long ago died with its worker
+UNSTARTED_GRACE = timedelta(minutes=5)  # an attempt still without a session this long after creation never started
+MAX_BACKOFF = timedelta(minutes=15)
+IN_A_ROW = 3  # failures of one kind in a row that mean the failure is everyone's
 
 
-def fetch(deps: Deps, session_id: str) -> SessionReport | None:
-    """The session as FaceSign sees it now, or None when it cannot say (expiry may still decide)."""
+def backoff(deps: Deps) -> Backoff:
+    settings = deps.settings
+    return Backoff(
+        base=timedelta(seconds=max(settings.reconcile_after, settings.reconcile_interval, 1)),
+        cap=MAX_BACKOFF,
+        lead=timedelta(seconds=settings.reconcile_interval),
+    )
+
+
+def fetch(deps: Deps, session_id: str) -> tuple[SessionReport | None, bool]:
+    """The session as FaceSign sees it now, or None when it cannot say; and whether FaceSign answered
+    at all (an outage is no evidence that the session is gone)."""
     try:
-        return parse_session(deps.facesign.get_session(session_id))
+        return parse_session(deps.facesign.get_session(session_id)), True
     except FaceSignNotFound:
         log.warning("session %s: unknown to FaceSign", session_id)
+        return None, True
+    except FaceSignTransient as exc:
+        log.warning("session %s: FaceSign unavailable to the reconciler (%s)", session_id, exc)
+        return None, False
     except (FaceSignError, ReportError) as exc:
-        log.warning("session %s: FaceSign unavailable to the reconciler (%s)", session_id, type(exc).__name__)
-    return None
+        log.warning("session %s: FaceSign answered nothing usable (%s)", session_id, type(exc).__name__)
+        return None, True
 
 
-def reconcile_once(
-    deps: Deps, now: datetime | None = None, send_mail: Callable[[str], object] | None = None
-) -> Counter[str]:
-    """One pass: decide stale pending attempts, expire the hopeless, send mail nobody sent."""
-    now = now or utcnow()
-    send = send_mail or (lambda mail_id: send_reset_email(deps, mail_id))
-    tally: Counter[str] = Counter()
+def check(deps: Deps, due: Due, now: datetime) -> Result:
+    """One look at one attempt: decide it if its session finished (or it expired).
+
+    No event is at hand, so the expiry rule judges the finish by the latest event time on record, else
+    by now. While FaceSign cannot answer, nothing is expired until a whole ATTEMPT_TTL past the deadline.
+    """
+    report, answered = fetch(deps, due.session_id)
+    ends = deadline(due.created_at, deps.policy)
+    if report is not None and report.finished:
+        return record(deps, due.session_id, report, event_id=None, message_id=None, now=now)
+    if now > ends and (answered or now > ends + timedelta(seconds=deps.policy.attempt_ttl)):
+        return record(deps, due.session_id, None, event_id=None, message_id=None, now=now)
+    return Result("not_finished" if answered else "vendor_unavailable")
+
+
+def decide_due(deps: Deps, now: datetime, tally: Counter[str]) -> list[str]:
+    """Look at the attempts due, at most RECONCILE_MAX_CALLS of them; returns the mails their approvals queued.
+    Whatever stays pending (undecided, or failed) is scheduled for its next look."""
+    stale_before = now - timedelta(seconds=deps.settings.reconcile_after)
     with deps.db.reading() as session:
-        stale = attempts.pending_sessions(session, now - timedelta(seconds=deps.settings.reconcile_after), BATCH)
-    for session_id in stale:
-        with session_context(session_id):
-            report = fetch(deps, session_id)
-            result = record(deps, session_id, report, event_id=None, message_id=None, now=now)
-            if result.status == "not_finished" and report is not None:
-                result = record(deps, session_id, None, event_id=None, message_id=None, now=now)
-        tally[result.status] += 1
+        due = attempts.due_for_check(session, now, stale_before, deps.settings.reconcile_max_calls)
+    mails: list[str] = []
+    later: dict[str, datetime] = {}
+    schedule = backoff(deps)
+    database_failures = 0
+    for item in due:
+        with session_context(item.session_id):
+            try:
+                result = check(deps, item, now)
+            except Exception as exc:
+                log.warning("reconcile: attempt %s failed: %s", item.attempt_id, type(exc).__name__, exc_info=True)
+                tally["errors"] += 1
+                result = Result("error")
+                database_failures = database_failures + 1 if isinstance(exc, DatabaseUnavailable) else 0
+            else:
+                database_failures = 0
+                tally[result.status] += 1
+        if result.status in ("not_finished", "vendor_unavailable", "error"):
+            # A failing attempt goes to the back of the line too, so it cannot hold the head pass after pass.
+            later[item.attempt_id] = next_check(now, item.checks + 1, deadline(item.created_at, deps.policy), schedule)
         if result.mail_id:
-            send(result.mail_id)
-            tally["mail"] += 1
+            mails.append(result.mail_id)
+        if database_failures >= IN_A_ROW:
+            log.warning("reconcile: the database does not answer; the rest waits for the next pass")
+            return mails
+    with deps.db.transaction() as session:
+        attempts.reschedule(session, later)
+    return mails
+
+
+def close_unstarted(deps: Deps, now: datetime, tally: Counter[str]) -> None:
+    """Attempts whose FaceSign session was never created (the vendor call failed and the receiver
+    could not record it): nobody holds their id, so they are closed as `failed`."""
+    with deps.db.transaction() as session:
+        closed = attempts.fail_unstarted(session, now, now - UNSTARTED_GRACE)
+    if closed:
+        tally["start_failed"] += closed
+
+
+def mails_nobody_sent(deps: Deps, now: datetime, tally: Counter[str]) -> list[str]:
     # Claiming a mail is atomic, so a shorter grace (RECONCILE_AFTER=0 after a drain) cannot double-send.
     grace = min(MAIL_GRACE, timedelta(seconds=deps.settings.reconcile_after))
     if deps.mailer.idempotent:
@@ -66,10 +135,38 @@ def reconcile_once(
         if resumed:
             tally["mail_resumed"] += resumed
     with deps.db.reading() as session:
-        orphaned = outbox.pending_mail(session, now - grace, BATCH)
-    for mail_id in orphaned:
-        send(mail_id)
+        return list(outbox.pending_mail(session, now - grace, BATCH))
+
+
+def send_all(mail_ids: list[str], send: Callable[[str], object], tally: Counter[str]) -> None:
+    failures = 0
+    for index, mail_id in enumerate(mail_ids):
+        try:
+            send(mail_id)
+        except Exception as exc:
+            log.warning("reconcile: mail %s not sent: %s", mail_id, type(exc).__name__)
+            tally["mail_failed"] += 1
+            failures += 1
+            if failures >= IN_A_ROW:
+                log.warning("reconcile: mail keeps failing; %d mails wait for the next pass", len(mail_ids) - index - 1)
+                tally["mail_deferred"] += len(mail_ids) - index - 1
+                return
+            continue
+        failures = 0
         tally["mail"] += 1
+
+
+def reconcile_once(
+    deps: Deps, now: datetime | None = None, send_mail: Callable[[str], object] | None = None
+) -> Counter[str]:
+    """One pass: decide stale pending attempts, expire the hopeless, send mail nobody sent."""
+    now = now or utcnow()
+    send = send_mail or (lambda mail_id: send_reset_email(deps, mail_id))
+    tally: Counter[str] = Counter()
+    close_unstarted(deps, now, tally)
+    mails = decide_due(deps, now, tally)
+    mails += mails_nobody_sent(deps, now, tally)
+    send_all(list(dict.fromkeys(mails)), send, tally)
     if tally:
         log.info("reconcile pass: %s", dict(tally))
     return tally

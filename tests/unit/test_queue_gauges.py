@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from adapters.facesign.client import FaceSignClient, FaceSignTransient, RetryPolicy, vendor_metrics
 from adapters.queue.broker import build_broker, session_event_message
 from adapters.queue.gauges import QueueCollector
+from receiver.metrics import Metrics
 
 
 def values(registry: CollectorRegistry, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -35,10 +36,47 @@ def test_depth_and_dead_letters_of_the_in_process_broker() -> None:
 
 
 def test_an_unreachable_redis_does_not_break_the_scrape() -> None:
+    metrics = Metrics()
+    metrics.add_collector("queue", QueueCollector(build_broker("redis://127.0.0.1:1/0")))
+    assert values(metrics.registry, "facesign_queue_depth") == {}
+    assert values(metrics.registry, "facesign_metrics_collector_up") == {(("collector", "queue"),): 0.0}
+    errors = values(metrics.registry, "facesign_metrics_collector_errors_total")[(("collector", "queue"),)]
+    assert errors >= 1  # one per failed scrape
+
+
+def test_a_failing_decisions_collector_costs_only_its_own_samples() -> None:
+    """The audit log unreachable (a database outage): the scrape still answers, and says so."""
+    broken = True
+
+    def totals() -> list[tuple[str, str, int]]:
+        if broken:
+            raise ConnectionError("database down")
+        return [("approved", "verified", 3)]
+
+    metrics = Metrics(totals)
+    metrics.add_collector("queue", QueueCollector(build_broker(None)))
+    metrics.webhooks.labels("accepted").inc()
+    text = metrics.render().decode()
+    assert "facesign_webhooks_received_total" in text and "facesign_queue_depth{" in text
+    assert values(metrics.registry, "facesign_decisions_total") == {}
+    up = values(metrics.registry, "facesign_metrics_collector_up")
+    assert up == {(("collector", "decisions"),): 0.0, (("collector", "queue"),): 1.0}
+    broken = False
+    assert values(metrics.registry, "facesign_decisions_total") == {
+        (("outcome", "approved"), ("reason", "verified")): 3.0
+    }
+    assert values(metrics.registry, "facesign_metrics_collector_up")[(("collector", "decisions"),)] == 1.0
+
+
+def test_delayed_counts_messages_waiting_for_their_retry() -> None:
+    broker = build_broker(None)
+    broker.enqueue(session_event_message("s1", None), delay=60_000)
+    broker.enqueue(session_event_message("s2", None), delay=60_000)
     registry = CollectorRegistry()
-    registry.register(QueueCollector(build_broker("redis://127.0.0.1:1/0")))
-    assert values(registry, "facesign_queue_depth") == {}
-    assert isinstance(generate_latest(registry), bytes)
+    registry.register(QueueCollector(broker))
+    depth = values(registry, "facesign_queue_depth")
+    assert depth[(("queue", "sessions"), ("state", "delayed"))] == 2
+    assert depth[(("queue", "sessions"), ("state", "ready"))] == 0
 
 
 @responses.activate
