@@ -57,7 +57,7 @@ class Settings:
     worker_metrics_port: int = 9191
     worker_metrics_dir: str | None = None
     # Degrading gracefully (docs/operations.md, "What happens when"): every wait bounded, every queue capped.
-    queue_max_messages: int = 100_000  # webhook events the broker may hold before the receiver answers 503
+    queue_max_messages: int = 20_000  # webhook events the broker may hold before the receiver answers 503
     reconcile_max_calls: int = 300  # FaceSign calls one reconcile pass may spend
     recovery_start_concurrency: int = 8  # `POST /recoveries` vendor calls in flight per receiver process
     recovery_start_timeout: int = 10  # seconds a person starting a recovery waits at most, then 503

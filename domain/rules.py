@@ -10,7 +10,8 @@ from typing import Any
 from domain.flow import confirming_outcome, decisive_nodes
 from domain.report import SessionReport
 
-RULES_VERSION = "1"
+# 2: expiry judged by when the session finished (`finished_at`), no longer by when the decision is made.
+RULES_VERSION = "2"
 APPROVED = "approved"
 DENIED = "denied"
 
