@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from adapters.db.models import OutgoingMail, RecoveryAttempt
@@ -155,17 +155,18 @@ class Due:
 
 
 def due_for_check(session: Session, now: datetime, created_before: datetime, limit: int) -> list[Due]:
-    """Pending attempts with a session, created before `created_before` and due by `now`, soonest due first."""
-    due = func.coalesce(RecoveryAttempt.next_check_at, RecoveryAttempt.created_at)
+    """Pending attempts with a session, created before `created_before` and due by `now`, soonest due first
+    (an attempt never scheduled, which only rows written outside the service can be, counts as due first)."""
+    next_check = RecoveryAttempt.next_check_at
     query = (
         select(RecoveryAttempt.id, RecoveryAttempt.session_id, RecoveryAttempt.created_at, RecoveryAttempt.checks)
         .where(
             RecoveryAttempt.status == PENDING,
+            or_(next_check.is_(None), next_check <= now),
             RecoveryAttempt.session_id.is_not(None),
             RecoveryAttempt.created_at <= created_before,
-            due <= now,
         )
-        .order_by(due, RecoveryAttempt.created_at)
+        .order_by(next_check.nulls_first(), RecoveryAttempt.created_at)
         .limit(limit)
     )
     return [Due(row.id, row.session_id, as_utc(row.created_at), row.checks or 0) for row in session.execute(query)]
