@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -21,8 +22,14 @@ Totals = Callable[[], list[tuple[str, str, int]]]
 
 
 class DecisionsCollector(Collector):
-    def __init__(self, totals: Totals) -> None:
+    """Counts read from the audit log, given `deadline` seconds: a hung database must not outlast the
+    scrape (Prometheus gives up after 10 s by default). The read runs on one thread of its own, so a
+    hung read holds up only the next scrape's read, never a pile of threads."""
+
+    def __init__(self, totals: Totals, deadline: float = 2.0) -> None:
         self.totals = totals
+        self.deadline = deadline
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-decisions")
 
     @staticmethod
     def _family() -> CounterMetricFamily:
@@ -34,7 +41,7 @@ class DecisionsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         family = self._family()
-        for outcome, reason, count in self.totals():
+        for outcome, reason, count in self._reader.submit(self.totals).result(timeout=self.deadline):
             family.add_metric([outcome, reason], count)
         yield family
 

@@ -111,7 +111,7 @@ def test_the_receiver_during_a_database_outage(proxied: tuple[TcpProxy, str], fa
 
     started = time.monotonic()
     metrics = client.get("/metrics")
-    assert metrics.status_code == 200 and time.monotonic() - started < BOUND
+    assert metrics.status_code == 200 and time.monotonic() - started < 3  # the audit-log read's own deadline
     assert collector_up(metrics.text, "decisions") == 0.0
     assert "facesign_webhooks_received_total" in metrics.text
 

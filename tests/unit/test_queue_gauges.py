@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import responses
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -96,3 +99,20 @@ def test_facesign_errors_are_counted_by_status() -> None:
     assert values(registry, "facesign_api_errors_total")[(("status", "503"),)] == before + 2
     latency = values(registry, "facesign_api_request_duration_seconds_count")
     assert latency[(("operation", "get_session"),)] >= 2
+
+
+def test_a_hung_audit_log_read_does_not_outlast_the_scrape() -> None:
+    release = threading.Event()
+
+    def hung() -> list[tuple[str, str, int]]:
+        release.wait(30)
+        return []
+
+    metrics = Metrics(hung)
+    try:
+        started = time.monotonic()
+        up = values(metrics.registry, "facesign_metrics_collector_up")
+        assert time.monotonic() - started < 4
+        assert up == {(("collector", "decisions"),): 0.0}
+    finally:
+        release.set()
