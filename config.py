@@ -74,6 +74,15 @@ class Settings:
     app_webhook_urls: tuple[str, ...] = ()
     app_webhook_secret: str | None = None
     app_webhook_retry_window: float = 86400.0  # seconds of retries before an event is a dead letter
+    # Degrading gracefully (docs/operations.md, "What happens when"): every wait bounded, every queue capped.
+    queue_max_messages: int = 20_000  # webhook events the broker may hold before the receiver answers 503
+    reconcile_max_calls: int = 300  # FaceSign calls one reconcile pass may spend
+    recovery_start_concurrency: int = 8  # `POST /recoveries` vendor calls in flight per receiver process
+    recovery_start_timeout: int = 10  # seconds a person starting a recovery waits at most, then 503
+    database_connect_timeout: int = 5  # seconds (PostgreSQL)
+    database_statement_timeout: int = 10  # seconds (PostgreSQL); a statement this much overdue is cut off
+    database_keepalives_idle: int = 30  # seconds of silence before TCP keepalive probes (PostgreSQL)
+    worker_redis_timeout: int = 30  # seconds a worker's Redis command may take (a shorter stall is ridden out)
 
     @property
     def sandbox_mode(self) -> bool:
@@ -146,6 +155,24 @@ class Settings:
             app_webhook_urls=r.urls("APP_WEBHOOK_URL", ("http", "https")),
             app_webhook_secret=r.optional("APP_WEBHOOK_SECRET"),
             app_webhook_retry_window=float(r.integer("APP_WEBHOOK_RETRY_WINDOW", 86400, minimum=1)),
+            queue_max_messages=r.integer("QUEUE_MAX_MESSAGES", cls.queue_max_messages, minimum=1),
+            reconcile_max_calls=r.integer("RECONCILE_MAX_CALLS", cls.reconcile_max_calls, minimum=1),
+            recovery_start_concurrency=r.integer(
+                "RECOVERY_START_CONCURRENCY", cls.recovery_start_concurrency, minimum=1, maximum=256
+            ),
+            recovery_start_timeout=r.integer(
+                "RECOVERY_START_TIMEOUT", cls.recovery_start_timeout, minimum=1, maximum=120
+            ),
+            database_connect_timeout=r.integer(
+                "DATABASE_CONNECT_TIMEOUT", cls.database_connect_timeout, minimum=1, maximum=300
+            ),
+            database_statement_timeout=r.integer(
+                "DATABASE_STATEMENT_TIMEOUT", cls.database_statement_timeout, minimum=1, maximum=3600
+            ),
+            database_keepalives_idle=r.integer(
+                "DATABASE_KEEPALIVES_IDLE", cls.database_keepalives_idle, minimum=1, maximum=7200
+            ),
+            worker_redis_timeout=r.integer("WORKER_REDIS_TIMEOUT", cls.worker_redis_timeout, minimum=1, maximum=600),
         )
         if settings.mail_backend == "smtp" and settings.smtp_url is None:
             raise ConfigError("SMTP_URL: required when MAIL_BACKEND=smtp")

@@ -42,9 +42,10 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def database(settings: Settings | None = None) -> Database:
-    from adapters.db.engine import Database
+    from adapters.db.engine import Database, Timeouts
 
-    return Database.connect((settings or load_settings()).database_url)
+    settings = settings or load_settings()
+    return Database.connect(settings.database_url, Timeouts.of(settings))
 
 
 @click.group()

@@ -11,7 +11,7 @@ from typing import Any
 import click
 import uvicorn
 
-from adapters.db.engine import Database
+from adapters.db.engine import Database, Timeouts
 from adapters.db.migrate import upgrade
 from adapters.facesign.flow_file import load_flow
 from adapters.queue.broker import SessionEvents, broker_for
@@ -87,7 +87,7 @@ def run_serve(settings: Settings, host: str, port: int) -> None:
     except ConfigError as exc:
         raise click.ClickException(f"invalid configuration: {exc}") from None
     with ExitStack() as stack:
-        db = Database.connect(settings.database_url)
+        db = Database.connect(settings.database_url, Timeouts.of(settings))
         if settings.embedded:
             upgrade(db)
         if settings.sandbox_mode:
@@ -98,7 +98,8 @@ def run_serve(settings: Settings, host: str, port: int) -> None:
             broker = start_embedded_workers(deps, stack)
         else:
             broker = broker_for(settings)
-        app = create_app(Services(deps, SessionEvents(broker, redis_url=settings.redis_url)))
+        events = SessionEvents(broker, redis_url=settings.redis_url, max_messages=settings.queue_max_messages)
+        app = create_app(Services(deps, events))
         mode = "embedded (in-process broker and workers)" if settings.embedded else "Redis (run `worker` separately)"
         click.echo(
             f"facesign-recovery listening on http://{host}:{port}  mode: {mode}\n"

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from domain.times import as_utc, from_epoch_ms
 
 COMPLETE = "complete"
 UNSUCCESSFUL = frozenset({"incomplete", "canceled", "cancelled", "expired", "failed", "abandoned"})
+# Fields a session may carry with the time it finished; the documented API has none yet, so any is optional.
+FINISHED_AT_FIELDS = ("completedAt", "finishedAt")
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,7 @@ class SessionReport:
     status: str
     client_reference_id: str | None
     nodes: Mapping[str, NodeReport] = field(default_factory=dict)
+    finished_at: datetime | None = None  # when the vendor says the session finished, if it says
 
     @property
     def finished(self) -> bool:
@@ -62,9 +68,29 @@ def parse_session(payload: Mapping[str, Any]) -> SessionReport:
                 report=detail if isinstance(detail, Mapping) else {},
             ),
         )
+    status = status if isinstance(status, str) else ""
+    finished = status == COMPLETE or status in UNSUCCESSFUL
     return SessionReport(
         id=session["id"],
-        status=status if isinstance(status, str) else "",
+        status=status,
         client_reference_id=reference if isinstance(reference, str) and reference else None,
         nodes=nodes,
+        finished_at=_moment(session, FINISHED_AT_FIELDS) if finished else None,
     )
+
+
+def _moment(session: Mapping[str, Any], names: tuple[str, ...]) -> datetime | None:
+    """The first of these fields that holds a time: epoch milliseconds (as the webhook's `createdAt`)
+    or an ISO 8601 string with a zone; anything else counts as absent."""
+    for name in names:
+        value = session.get(name)
+        if isinstance(value, str) and len(value) <= 64:
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            if parsed.tzinfo is not None:
+                return as_utc(parsed)
+        elif (moment := from_epoch_ms(value)) is not None:
+            return moment
+    return None

@@ -10,6 +10,8 @@ from typing import Any
 from domain.flow import confirming_outcome, decisive_nodes
 from domain.report import SessionReport
 
+# 2: expiry judged by when the session finished (`finished_at`), no longer by when the decision is made;
+# the per-account recovery lock; the recognised email looked up right after recognition.
 RULES_VERSION = "2"
 APPROVED = "approved"
 DENIED = "denied"
@@ -36,6 +38,7 @@ class Attempt:
     decided: bool
     client_reference_id: str | None = None
     flow: Sequence[Mapping[str, Any]] | None = None
+    last_event_at: datetime | None = None  # latest signed status-event time held but not yet acted on
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,20 @@ def expired(attempt: Attempt, now: datetime, policy: Policy) -> bool:
     return now > deadline(attempt.created_at, policy)
 
 
+def finished_at(session: SessionReport, attempt: Attempt, event_at: datetime | None, now: datetime) -> datetime:
+    """When the session is taken to have finished: what the expiry rule judges, never when we decide.
+
+    A completion time the vendor reports wins. Otherwise a finished session changes status no more, so
+    its finish is the latest signed status event we hold for it: the one being acted on (`event_at`) or
+    one recorded earlier. With no event at all (the reconciler), the moment we looked. Never later than
+    `now`: evidence from the future is no evidence.
+    """
+    if session.finished_at is not None:
+        return min(session.finished_at, now)
+    held = [moment for moment in (event_at, attempt.last_event_at) if moment is not None]
+    return min(max(held), now) if held else now
+
+
 def expire(attempt: Attempt, now: datetime, policy: Policy, session_status: str | None = None) -> Decision | None:
     """The reconciler's verdict on a pending attempt it could not decide otherwise."""
     if attempt.decided or not expired(attempt, now, policy):
@@ -105,11 +122,13 @@ def decide(
     now: datetime,
     policy: Policy,
     is_locked: LockLookup = never_locked,
+    event_at: datetime | None = None,
 ) -> Decision | None:
     """None means: record nothing (session unfinished, or attempt already decided).
 
     Once the face is recognised its email is looked up, so that the denials after recognition
     (a deepfake, a failed liveness check) still name the local user they were aimed at.
+    `event_at`: the signed time of the status event being acted on, if any (see `finished_at`).
     """
     if not session.finished or attempt.decided:
         return None
@@ -125,7 +144,7 @@ def decide(
     def verdict(outcome: str, reason: str, user_id: str | None = None) -> Decision:
         return Decision(outcome, reason, session.status, recognition, liveness, conversation, user_id, email)
 
-    if expired(attempt, now, policy):
+    if expired(attempt, finished_at(session, attempt, event_at, now), policy):
         return verdict(DENIED, "attempt_expired")
     if session.client_reference_id is not None and session.client_reference_id != attempt.client_reference_id:
         return verdict(DENIED, "reference_mismatch")

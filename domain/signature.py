@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 HEADER = "X-FaceSign-Signature"
 LEGACY_HEADER = "FaceSign-Signature"
@@ -16,6 +16,8 @@ MAX_HEADER_LENGTH = 4096
 class Verdict:
     ok: bool
     reason: str  # "ok", "missing", "malformed", "stale", "mismatch": for logs and metrics only
+    # The signed `t` (unix seconds) of a valid signature: what was signed, not part of the verdict.
+    timestamp: int | None = field(default=None, compare=False)
 
 
 OK = Verdict(True, "ok")
@@ -60,4 +62,4 @@ def verify(header: str | None, body: bytes, secrets: Sequence[str], now: float, 
         for candidate in candidates:
             # Non-ASCII candidates cannot match; compare_digest needs ASCII str or bytes.
             matched |= hmac.compare_digest(expected, candidate.encode("utf-8", "replace"))
-    return OK if matched else Verdict(False, "mismatch")
+    return Verdict(True, "ok", int(timestamp)) if matched else Verdict(False, "mismatch")

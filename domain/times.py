@@ -27,3 +27,13 @@ def parse_time(value: str) -> datetime:
         return as_utc(parsed)
     except (ValueError, OverflowError):
         raise ValueError(f"not an ISO 8601 time (e.g. 2026-11-19 or 2026-11-19T08:00:00Z): {value!r}") from None
+
+
+MAX_EPOCH_MS = 10**14  # past the year 5000: not a time anyone sends in earnest
+
+
+def from_epoch_ms(value: object) -> datetime | None:
+    """FaceSign's times (the webhook's `createdAt`): whole milliseconds since the epoch; None for anything else."""
+    if type(value) is not int or not 0 < value < MAX_EPOCH_MS:
+        return None
+    return datetime.fromtimestamp(value / 1000, UTC)

@@ -16,7 +16,7 @@ from adapters.status_metrics import status_metrics
 from config import Settings
 from receiver.dashboard import audit_routes
 from receiver.fastpath import FastPathStarlette
-from receiver.health import healthz, metrics_endpoint, readyz_endpoint
+from receiver.health import Probes, healthz, metrics_endpoint, readyz_endpoint
 from receiver.openapi import openapi_endpoint
 from receiver.page import page_routes
 from receiver.recoveries import Recoveries
@@ -31,20 +31,23 @@ log = logging.getLogger(__name__)
 def build_services(settings: Settings, broker: dramatiq.Broker | None = None) -> Services:
     return Services(
         deps=Deps.from_settings(settings),
-        events=SessionEvents(broker or broker_for(settings), redis_url=settings.redis_url),
+        events=SessionEvents(
+            broker or broker_for(settings), redis_url=settings.redis_url, max_messages=settings.queue_max_messages
+        ),
     )
 
 
 def create_app(services: Services) -> Starlette:
     recoveries = Recoveries(services)
     webhooks = webhook_endpoint(services)
+    probes = Probes()
     routes = [
         Route("/webhooks/facesign", webhooks, methods=["POST"]),
         Route("/recoveries", recoveries.create, methods=["POST"]),
         Route("/recoveries/{attempt_id}", recoveries.status, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz_endpoint(services), methods=["GET"]),
-        Route("/metrics", metrics_endpoint(services), methods=["GET"]),
+        Route("/readyz", readyz_endpoint(services, probes), methods=["GET"]),
+        Route("/metrics", metrics_endpoint(services, probes), methods=["GET"]),
         Route("/openapi.json", openapi_endpoint(), methods=["GET"]),
         *audit_routes(services),
         *page_routes(services),
@@ -52,7 +55,7 @@ def create_app(services: Services) -> Starlette:
     ]
     registry = services.metrics.registry
     if services.events.broker is not None:
-        registry.register(QueueCollector(services.events.broker))
+        services.metrics.add_collector("queue", QueueCollector(services.events.broker))
     registry.register(vendor_metrics().latency)
     registry.register(vendor_metrics().errors)
     registry.register(status_metrics())  # the embedded reconciler's; empty where none runs in this process

@@ -1,10 +1,18 @@
-"""Liveness, readiness and metrics."""
+"""Liveness, readiness and metrics: answered on threads of their own, within a deadline, whatever else waits.
+
+Vendor calls (`POST /recoveries`) and page handlers use other threads, so a slow FaceSign or a busy
+audit export never queues a probe; and each readiness check has a deadline, so a hung database or
+Redis answers "not ready" in about a second instead of holding the probe.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
-from starlette.concurrency import run_in_threadpool
+import anyio
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -12,34 +20,59 @@ from receiver.services import Services
 
 log = logging.getLogger(__name__)
 
+READY_DEADLINE = 1.5  # seconds each readiness check may take
+PROBE_THREADS = 8  # readiness and metrics at once, apart from every other request's threads
+
 
 async def healthz(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def readyz_endpoint(services: Services):  # type: ignore[no-untyped-def]
-    def check() -> list[str]:
-        failed = []
-        for name, probe in (("database", services.deps.db.ping), ("broker", services.events.ping)):
-            try:
-                probe()
-            except Exception as exc:  # any failure means "not ready"; the kind goes to the log
-                log.warning("readiness: %s failed: %s", name, type(exc).__name__)
-                failed.append(name)
-        return failed
+class Probes:
+    """The threads probes run on: a limiter of their own (anyio's default one is every other request's)."""
+
+    def __init__(self) -> None:
+        self.limiter = anyio.CapacityLimiter(PROBE_THREADS)
+
+    async def run(self, function: Callable[[], Any], deadline: float | None = None) -> Any:
+        """`function` on a probe thread; with a deadline, TimeoutError when it has not answered by then
+        (the thread is left to finish on its own; its own timeouts end it)."""
+        if deadline is None:
+            return await anyio.to_thread.run_sync(function, limiter=self.limiter)
+        with anyio.fail_after(deadline):
+            return await anyio.to_thread.run_sync(function, limiter=self.limiter, abandon_on_cancel=True)
+
+
+def readyz_endpoint(services: Services, probes: Probes):  # type: ignore[no-untyped-def]
+    checks: dict[str, Callable[[], Any]] = {
+        "database": lambda: services.deps.db.ping(timeout=READY_DEADLINE),
+        "broker": services.events.ping,
+    }
+
+    async def check(name: str, probe: Callable[[], Any], failed: dict[str, str]) -> None:
+        try:
+            await probes.run(probe, READY_DEADLINE)
+        except Exception as exc:  # any failure means "not ready"; the kind goes to the log
+            reason = "no answer in time" if isinstance(exc, TimeoutError) else type(exc).__name__
+            log.warning("readiness: %s failed: %s (%s)", name, reason, exc)
+            failed[name] = reason
 
     async def readyz(_: Request) -> Response:
-        failed = await run_in_threadpool(check)
+        failed: dict[str, str] = {}
+        async with anyio.create_task_group() as group:
+            for name, probe in checks.items():
+                group.start_soon(check, name, probe, failed)
         if failed:
-            return JSONResponse({"status": "unavailable", "failed": failed}, status_code=503)
+            names = [name for name in checks if name in failed]
+            return JSONResponse({"status": "unavailable", "failed": names}, status_code=503)
         return JSONResponse({"status": "ready"})
 
     return readyz
 
 
-def metrics_endpoint(services: Services):  # type: ignore[no-untyped-def]
+def metrics_endpoint(services: Services, probes: Probes):  # type: ignore[no-untyped-def]
     async def metrics(_: Request) -> Response:
-        body = await run_in_threadpool(services.metrics.render)
+        body = await probes.run(services.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return metrics

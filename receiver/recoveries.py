@@ -6,20 +6,24 @@ import json
 import logging
 import re
 from datetime import UTC, datetime
+from functools import partial
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from adapters.db.engine import DatabaseUnavailable
 from adapters.facesign.client import FaceSignError
 from adapters.ratelimit import PerMinute
 from receiver.services import Services
+from receiver.vendor_calls import Busy, VendorCalls
 from usecases.recoveries import KINDS, recovery_status, start_recovery
 
 log = logging.getLogger(__name__)
 
 ATTEMPT_ID = re.compile(r"[A-Za-z0-9_-]+")
 MAX_BODY = 4096
+RETRY_AFTER = {"Retry-After": "5"}
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -35,6 +39,8 @@ class Recoveries:
         self.services = services
         settings = services.settings
         self.per_address = PerMinute("recoveries", settings.recoveries_per_minute, settings.redis_url)
+        self.vendor = VendorCalls(settings.recovery_start_concurrency, settings.recovery_start_timeout)
+        self.refused = services.metrics.recovery_starts_refused
 
     async def create(self, request: Request) -> Response:
         address = client_address(request)
@@ -53,11 +59,21 @@ class Recoveries:
             kind = payload.get("type", kind)
             if kind not in KINDS:
                 return _error(400, f"type must be one of: {', '.join(KINDS)}")
+        deps, now = self.services.deps, datetime.now(UTC)
         try:
-            started = await run_in_threadpool(start_recovery, self.services.deps, kind, datetime.now(UTC))
+            started = await self.vendor.run(partial(start_recovery, deps, kind, now))
+        except Busy:
+            self.refused.labels("busy").inc()
+            log.warning("recovery not started: every FaceSign slot stayed busy for the whole budget")
+            return _error(503, "verification service busy, try again shortly", RETRY_AFTER)
         except FaceSignError as exc:
+            self.refused.labels("vendor").inc()
             log.warning("could not create a FaceSign session: %s", exc)
-            return _error(503, "verification service unavailable, try again shortly", {"Retry-After": "5"})
+            return _error(503, "verification service unavailable, try again shortly", RETRY_AFTER)
+        except DatabaseUnavailable as exc:
+            self.refused.labels("database").inc()
+            log.warning("recovery not started: database unavailable (%s)", exc)
+            return _error(503, "service unavailable, try again shortly", RETRY_AFTER)
         return JSONResponse(started, status_code=201)
 
     async def status(self, request: Request) -> Response:
@@ -65,7 +81,10 @@ class Recoveries:
         # Our ids are URL-safe base64; anything else (a NUL byte breaks PostgreSQL) is simply unknown.
         status = None
         if len(attempt_id) <= 64 and ATTEMPT_ID.fullmatch(attempt_id):
-            status = await run_in_threadpool(recovery_status, self.services.deps, attempt_id, datetime.now(UTC))
+            try:
+                status = await run_in_threadpool(recovery_status, self.services.deps, attempt_id, datetime.now(UTC))
+            except DatabaseUnavailable:
+                return _error(503, "service unavailable, try again shortly", RETRY_AFTER)
         if status is None:
             return _error(404, "not found")
         return JSONResponse({"id": attempt_id, "status": status}, headers={"Cache-Control": "no-store"})

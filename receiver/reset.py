@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from adapters.db.engine import DatabaseUnavailable
 from receiver.page import page_headers, render
 from receiver.services import Services
 from usecases.recoveries import redeem_reset_token
@@ -37,7 +38,11 @@ def reset_routes(services: Services) -> list[Route]:
         if not isinstance(token, str):
             return _invalid_token()
         enqueue = services.event_deliveries.enqueue if services.event_deliveries else None
-        user_id = await run_in_threadpool(redeem_reset_token, services.deps, token, datetime.now(UTC), enqueue)
+        try:
+            user_id = await run_in_threadpool(redeem_reset_token, services.deps, token, datetime.now(UTC), enqueue)
+        except DatabaseUnavailable:
+            # Whether the redemption committed is unknown; trying again answers that (a used token is refused).
+            return JSONResponse({"error": "service unavailable"}, status_code=503, headers={"Retry-After": "5"})
         if user_id is None:
             log.info("reset token redemption refused")
             return _invalid_token()

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from adapters.logs import log_context
-from adapters.queue.broker import EnqueueError
+from adapters.queue.broker import EnqueueError, QueueFullError
 from domain import signature
 from receiver.services import Services
 
@@ -30,7 +30,7 @@ _RECEIVED_START = {
 _RECEIVED_BODY = {"type": "http.response.body", "body": RECEIVED}
 _SIGNATURE = signature.HEADER.lower().encode("latin-1")
 _LEGACY_SIGNATURE = signature.LEGACY_HEADER.lower().encode("latin-1")
-RESULTS = ("accepted", "ignored", "too_large", "invalid_signature", "bad_request", "unavailable")
+RESULTS = ("accepted", "ignored", "too_large", "invalid_signature", "bad_request", "unavailable", "queue_full")
 
 
 def _error(status: int, message: str) -> Response:
@@ -71,21 +71,29 @@ async def _read_limited(receive: Receive, declared: bytes | None, limit: int) ->
             return body
 
 
-def _session_event(body: bytes) -> tuple[int, str, str | None] | None:
-    """Shape check: None for an ignored type, else (400 or 0, session id, event id)."""
+def _session_event(body: bytes, signed_at: int) -> tuple[int, str, str | None, int] | None:
+    """Shape check: None for an ignored type, else (400 or 0, session id, event id, event time).
+
+    The event time (epoch milliseconds) is the event's `createdAt`, both signed by FaceSign; it dates
+    the status change the event reports, which the expiry rule judges. A `createdAt` that is missing,
+    not a whole number or later than the signature's second stands in for nothing: the signature's time does.
+    """
     try:
         event = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         event = None
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-        return 400, "body must be a JSON object with a string type", None
+        return 400, "body must be a JSON object with a string type", None, 0
     if event["type"] != "session.status":
         return None
     session_id = event.get("sessionId")
     if not isinstance(session_id, str) or not session_id.strip():
-        return 400, "session.status needs a non-empty string sessionId", None
+        return 400, "session.status needs a non-empty string sessionId", None, 0
     event_id = event.get("id")
-    return 0, session_id, event_id if isinstance(event_id, str) else None
+    created_at = event.get("createdAt")
+    signed_ms = signed_at * 1000  # `t` is whole seconds: an event created in that second may read later
+    event_at = created_at if type(created_at) is int and 0 < created_at < signed_ms + 1000 else signed_ms
+    return 0, session_id, event_id if isinstance(event_id, str) else None, event_at
 
 
 class WebhookEndpoint:
@@ -120,16 +128,19 @@ class WebhookEndpoint:
             self.services.metrics.signature_failures.labels(verdict.reason).inc()
             log.warning("webhook rejected: signature %s", verdict.reason)
             return PlainTextResponse("Invalid signature", status_code=401)
-        shape = _session_event(body)
+        shape = _session_event(body, verdict.timestamp or int(time.time()))
         if shape is None:
             results["ignored"].inc()
             return None
-        status, session_id, event_id = shape
+        status, session_id, event_id, event_at = shape
         if status:
             results["bad_request"].inc()
             return _error(status, session_id)
         try:
-            await self.events.enqueue_async(session_id, event_id)
+            await self.events.enqueue_async(session_id, event_id, event_at)
+        except QueueFullError:
+            results["queue_full"].inc()
+            return _error(503, "queue full, deliver again later")
         except EnqueueError:
             results["unavailable"].inc()
             with log_context(session_id=session_id, event_id=event_id):

@@ -53,7 +53,7 @@ class FakeFaceSign:
             self.calls += 1
         return self.sessions[session_id]
 
-    def create_session(self, reference: str, metadata: Any, flow: Any) -> dict[str, Any]:
+    def create_session(self, reference: str, metadata: Any, flow: Any, **_: Any) -> dict[str, Any]:
         session_id = f"sess_{reference}"
         self.sessions[session_id] = {
             "session": {"id": session_id, "status": "created"},
@@ -68,10 +68,10 @@ class NoEvents:
     in_process = True
     broker = None
 
-    def enqueue(self, session_id: str, event_id: str | None) -> str:
+    def enqueue(self, session_id: str, event_id: str | None, event_at: int | None = None) -> str:
         raise AssertionError("this endpoint must not enqueue")
 
-    async def enqueue_async(self, session_id: str, event_id: str | None) -> str:
+    async def enqueue_async(self, session_id: str, event_id: str | None, event_at: int | None = None) -> str:
         return self.enqueue(session_id, event_id)
 
     def ping(self) -> None:

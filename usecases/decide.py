@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from adapters.db import attempts, audit_log, outbox, users
 from adapters.db.engine import Session
 from adapters.db.users import Recipient
-from adapters.facesign.client import FaceSignNotFound
+from adapters.facesign.client import FaceSignError, FaceSignNotFound
 from adapters.logs import log_context
 from domain.report import SessionReport, parse_session
 from domain.rules import Decision, decide, expire
@@ -35,9 +35,16 @@ def utcnow() -> datetime:
 
 
 def process_session_event(
-    deps: Deps, session_id: str, event_id: str | None = None, message_id: str | None = None
+    deps: Deps,
+    session_id: str,
+    event_id: str | None = None,
+    message_id: str | None = None,
+    event_at: datetime | None = None,
 ) -> Result:
-    """Fetch the session, decide, and record the decision; safe to run any number of times."""
+    """Fetch the session, decide, and record the decision; safe to run any number of times.
+
+    `event_at`: the signed time of the status event (the expiry rule judges the finish by it).
+    """
     if len(session_id) > MAX_SESSION_ID or not session_id.isprintable():
         # Signed by FaceSign yet no id of ours could look like this (a NUL byte would even make
         # PostgreSQL fail the query, and the message would be retried into the dead-letter queue).
@@ -59,9 +66,24 @@ def process_session_event(
         except FaceSignNotFound:
             log.warning("session %s: FaceSign does not know it; left for the reconciler", session_id)
             return Result("vendor_unknown")
+        except FaceSignError:
+            # This event may be the one that reported the finish: keep its time for whoever decides
+            # later (this message's retry, or the reconciler if every retry fails).
+            hold_event_time(deps, session_id, event_at)
+            raise
         if not report.finished:
             return Result("not_finished")
-        return record(deps, session_id, report, event_id=event_id, message_id=message_id)
+        return record(deps, session_id, report, event_id=event_id, message_id=message_id, event_at=event_at)
+
+
+def hold_event_time(deps: Deps, session_id: str, event_at: datetime | None) -> None:
+    if event_at is None:
+        return
+    try:
+        with deps.db.transaction() as session:
+            attempts.hold_event_time(session, session_id, event_at)
+    except Exception as exc:  # the message is retried with its event time anyway
+        log.warning("session %s: could not keep the event time (%s)", session_id, type(exc).__name__)
 
 
 def record(
@@ -72,9 +94,10 @@ def record(
     event_id: str | None,
     message_id: str | None,
     now: datetime | None = None,
+    event_at: datetime | None = None,
 ) -> Result:
     """Audit row, attempt status and, when approved, reset token and outbox mail: one transaction,
-    and nothing once the attempt is decided.
+    and nothing once the attempt is decided. `event_at`: as for process_session_event.
 
     With `report=None` (the vendor could not say) only the expiry rule can decide. Every decider
     locks its attempt's row first, then the chain: a racing worker either committed before (and the
@@ -99,10 +122,10 @@ def record(
                 seen[user.id] = user
             return user.id if user else None
 
-        if report:
-            decision = decide(report, attempt, find_user, now, deps.policy, guard.is_locked)
-        else:
+        if report is None:
             decision = expire(attempt, now, deps.policy)
+        else:
+            decision = decide(report, attempt, find_user, now, deps.policy, guard.is_locked, event_at)
         if decision is None:
             return Result("not_finished")
         attempts.settle(session, attempt.id, STATUS_BY_REASON.get(decision.reason, decision.outcome), now)

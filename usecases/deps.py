@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from adapters.appevents.sender import EventSender
-from adapters.db.engine import Database
+from adapters.db.engine import Database, Timeouts
 from adapters.db.pseudonyms import pseudonym_key
 from adapters.facesign.client import FaceSignClient
 from adapters.facesign.flow_file import load_flow
@@ -33,7 +33,8 @@ class Deps:
         """`threads`: how many threads may use the database and FaceSign at once (each gets a connection)."""
         return cls(
             settings=settings,
-            db=db or Database.connect(settings.database_url, **_pool(settings.database_url, threads)),
+            db=db
+            or Database.connect(settings.database_url, Timeouts.of(settings), **_pool(settings.database_url, threads)),
             facesign=FaceSignClient(
                 settings.facesign_api_url,
                 settings.facesign_api_key or "sandbox",

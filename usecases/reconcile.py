@@ -2,6 +2,13 @@
 
 Safe to run in several processes at once: every decision goes through `decide.record`, which
 decides under the chain lock and only while the attempt is pending.
+
+Each pass looks at pending attempts in the order they fall due (`domain.recheck`: backoff per
+attempt, and a look just before each deadline), spends at most RECONCILE_MAX_CALLS FaceSign calls,
+and isolates every attempt and every mail: a failure is logged and counted, and the pass goes on.
+Only a failure that is clearly everyone's (the database gone, the mail server down: several in a
+row) ends that part of the pass early, leaving the rest for the next pass instead of timing out
+on each item in turn.
 """
 
 from __future__ import annotations
@@ -14,60 +21,117 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from adapters.db import attempts, outbox
-from adapters.facesign.client import FaceSignError, FaceSignNotFound
+from adapters.db.attempts import Due
+from adapters.db.engine import DatabaseUnavailable
+from adapters.facesign.client import FaceSignError, FaceSignNotFound, FaceSignTransient
 from adapters.logs import session_context
 from adapters.status_metrics import status_metrics
+from domain.recheck import Backoff, next_check
 from domain.report import ReportError, SessionReport, parse_session
+from domain.rules import deadline
 from usecases import app_events
 from usecases.audit import verify_chain
-from usecases.decide import record, utcnow
+from usecases.decide import Result, record, utcnow
 from usecases.deps import Deps
 from usecases.send_mail import send_reset_email
 
 log = logging.getLogger(__name__)
 
-BATCH = 500
+BATCH = 500  # orphaned mails per pass
 MAIL_GRACE = timedelta(seconds=60)  # an outbox mail this old was never picked up: send it
 SEND_LEASE = timedelta(seconds=60)  # a send claimed this long ago died with its worker
+UNSTARTED_GRACE = timedelta(minutes=5)  # an attempt still without a session this long after creation never started
+MAX_BACKOFF = timedelta(minutes=15)
+IN_A_ROW = 3  # failures of one kind in a row that mean the failure is everyone's
 
 
-def fetch(deps: Deps, session_id: str) -> SessionReport | None:
-    """The session as FaceSign sees it now, or None when it cannot say (expiry may still decide)."""
+def backoff(deps: Deps) -> Backoff:
+    settings = deps.settings
+    return Backoff(
+        base=timedelta(seconds=max(settings.reconcile_after, settings.reconcile_interval, 1)),
+        cap=MAX_BACKOFF,
+        lead=timedelta(seconds=settings.reconcile_interval),
+    )
+
+
+def fetch(deps: Deps, session_id: str) -> tuple[SessionReport | None, bool]:
+    """The session as FaceSign sees it now, or None when it cannot say; and whether FaceSign answered
+    at all (an outage is no evidence that the session is gone)."""
     try:
-        return parse_session(deps.facesign.get_session(session_id))
+        return parse_session(deps.facesign.get_session(session_id)), True
     except FaceSignNotFound:
         log.warning("session %s: unknown to FaceSign", session_id)
+        return None, True
+    except FaceSignTransient as exc:
+        log.warning("session %s: FaceSign unavailable to the reconciler (%s)", session_id, exc)
+        return None, False
     except (FaceSignError, ReportError) as exc:
-        log.warning("session %s: FaceSign unavailable to the reconciler (%s)", session_id, type(exc).__name__)
-    return None
+        log.warning("session %s: FaceSign answered nothing usable (%s)", session_id, type(exc).__name__)
+        return None, True
 
 
-def reconcile_once(
-    deps: Deps,
-    now: datetime | None = None,
-    send_mail: Callable[[str], object] | None = None,
-    deliver_event: Callable[[int], object] | None = None,
-) -> Counter[str]:
-    """One pass: decide stale pending attempts, expire the hopeless, send mail nobody sent, and hand
-    back the application's events whose delivery message was lost. `deliver_event` enqueues one
-    delivery (without it, the pass delivers them itself)."""
-    now = now or utcnow()
-    send = send_mail or (lambda mail_id: send_reset_email(deps, mail_id))
-    tally: Counter[str] = Counter()
+def check(deps: Deps, due: Due, now: datetime) -> Result:
+    """One look at one attempt: decide it if its session finished (or it expired).
+
+    No event is at hand, so the expiry rule judges the finish by the latest event time on record, else
+    by now. While FaceSign cannot answer, nothing is expired until a whole ATTEMPT_TTL past the deadline.
+    """
+    report, answered = fetch(deps, due.session_id)
+    ends = deadline(due.created_at, deps.policy)
+    if report is not None and report.finished:
+        return record(deps, due.session_id, report, event_id=None, message_id=None, now=now)
+    if now > ends and (answered or now > ends + timedelta(seconds=deps.policy.attempt_ttl)):
+        return record(deps, due.session_id, None, event_id=None, message_id=None, now=now)
+    return Result("not_finished" if answered else "vendor_unavailable")
+
+
+def decide_due(deps: Deps, now: datetime, tally: Counter[str], deliveries: list[int]) -> list[str]:
+    """Look at the attempts due, at most RECONCILE_MAX_CALLS of them; returns the mails their decisions
+    queued, and adds the application events' deliveries they wrote to `deliveries`. Whatever stays
+    pending (undecided, or failed) is scheduled for its next look."""
+    stale_before = now - timedelta(seconds=deps.settings.reconcile_after)
     with deps.db.reading() as session:
-        stale = attempts.pending_sessions(session, now - timedelta(seconds=deps.settings.reconcile_after), BATCH)
-    for session_id in stale:
-        with session_context(session_id):
-            report = fetch(deps, session_id)
-            result = record(deps, session_id, report, event_id=None, message_id=None, now=now)
-            if result.status == "not_finished" and report is not None:
-                result = record(deps, session_id, None, event_id=None, message_id=None, now=now)
-        tally[result.status] += 1
+        due = attempts.due_for_check(session, now, stale_before, deps.settings.reconcile_max_calls)
+    mails: list[str] = []
+    later: dict[str, datetime] = {}
+    schedule = backoff(deps)
+    database_failures = 0
+    for item in due:
+        with session_context(item.session_id):
+            try:
+                result = check(deps, item, now)
+            except Exception as exc:
+                log.warning("reconcile: attempt %s failed: %s", item.attempt_id, type(exc).__name__, exc_info=True)
+                tally["errors"] += 1
+                result = Result("error")
+                database_failures = database_failures + 1 if isinstance(exc, DatabaseUnavailable) else 0
+            else:
+                database_failures = 0
+                tally[result.status] += 1
+        if result.status in ("not_finished", "vendor_unavailable", "error"):
+            # A failing attempt goes to the back of the line too, so it cannot hold the head pass after pass.
+            later[item.attempt_id] = next_check(now, item.checks + 1, deadline(item.created_at, deps.policy), schedule)
         if result.mail_id:
-            send(result.mail_id)
-            tally["mail"] += 1
-        for delivery_id in result.deliveries:
-            _deliver(deps, delivery_id, deliver_event, now)
+            mails.append(result.mail_id)
+        deliveries.extend(result.deliveries)
+        if database_failures >= IN_A_ROW:
+            log.warning("reconcile: the database does not answer; the rest waits for the next pass")
+            return mails
+    with deps.db.transaction() as session:
+        attempts.reschedule(session, later)
+    return mails
+
+
+def close_unstarted(deps: Deps, now: datetime, tally: Counter[str]) -> None:
+    """Attempts whose FaceSign session was never created (the vendor call failed and the receiver
+    could not record it): nobody holds their id, so they are closed as `failed`."""
+    with deps.db.transaction() as session:
+        closed = attempts.fail_unstarted(session, now, now - UNSTARTED_GRACE)
+    if closed:
+        tally["start_failed"] += closed
+
+
+def mails_nobody_sent(deps: Deps, now: datetime, tally: Counter[str]) -> list[str]:
     # Claiming a mail is atomic, so a shorter grace (RECONCILE_AFTER=0 after a drain) cannot double-send.
     grace = min(MAIL_GRACE, timedelta(seconds=deps.settings.reconcile_after))
     if deps.mailer.idempotent:
@@ -77,32 +141,79 @@ def reconcile_once(
         if resumed:
             tally["mail_resumed"] += resumed
     with deps.db.reading() as session:
-        orphaned = outbox.pending_mail(session, now - grace, BATCH)
-    for mail_id in orphaned:
-        send(mail_id)
+        return list(outbox.pending_mail(session, now - grace, BATCH))
+
+
+def send_all(mail_ids: list[str], send: Callable[[str], object], tally: Counter[str]) -> None:
+    failures = 0
+    for index, mail_id in enumerate(mail_ids):
+        try:
+            send(mail_id)
+        except Exception as exc:
+            log.warning("reconcile: mail %s not sent: %s", mail_id, type(exc).__name__)
+            tally["mail_failed"] += 1
+            failures += 1
+            if failures >= IN_A_ROW:
+                log.warning("reconcile: mail keeps failing; %d mails wait for the next pass", len(mail_ids) - index - 1)
+                tally["mail_deferred"] += len(mail_ids) - index - 1
+                return
+            continue
+        failures = 0
         tally["mail"] += 1
-    events_resumed = resume_events(deps, now, grace, deliver_event)
-    if events_resumed:
-        tally["events_resumed"] += events_resumed
+
+
+def hand_on_events(
+    deps: Deps,
+    delivery_ids: list[int],
+    deliver_event: Callable[[int], object] | None,
+    now: datetime,
+    tally: Counter[str],
+) -> None:
+    """Deliveries of the application's events: enqueued (`deliver_event`), or delivered here in
+    embedded mode. Each on its own: one that fails waits for the next pass."""
+    for delivery_id in delivery_ids:
+        try:
+            if deliver_event is not None:
+                deliver_event(delivery_id)
+            else:
+                app_events.deliver(deps, delivery_id, now)
+        except Exception as exc:
+            log.warning("reconcile: event delivery %s not handed on: %s", delivery_id, type(exc).__name__)
+            tally["events_failed"] += 1
+
+
+def stranded_events(deps: Deps, now: datetime) -> list[int]:
+    """Deliveries due for longer than the grace, or leased by a worker that died. A duplicate message
+    is harmless: only one claim of a delivery wins."""
+    grace = min(MAIL_GRACE, timedelta(seconds=deps.settings.reconcile_after))
+    return list(app_events.stranded(deps, now, grace, BATCH))
+
+
+def reconcile_once(
+    deps: Deps,
+    now: datetime | None = None,
+    send_mail: Callable[[str], object] | None = None,
+    deliver_event: Callable[[int], object] | None = None,
+) -> Counter[str]:
+    """One pass: decide stale pending attempts, expire the hopeless, send mail nobody sent, and hand on
+    the application's events whose delivery message was lost. `deliver_event` enqueues one delivery
+    (without it, the pass delivers them itself)."""
+    now = now or utcnow()
+    send = send_mail or (lambda mail_id: send_reset_email(deps, mail_id))
+    tally: Counter[str] = Counter()
+    close_unstarted(deps, now, tally)
+    deliveries: list[int] = []
+    mails = decide_due(deps, now, tally, deliveries)
+    mails += mails_nobody_sent(deps, now, tally)
+    send_all(list(dict.fromkeys(mails)), send, tally)
+    hand_on_events(deps, deliveries, deliver_event, now, tally)
+    stranded = stranded_events(deps, now)
+    if stranded:
+        tally["events_resumed"] += len(stranded)
+        hand_on_events(deps, stranded, deliver_event, now, tally)
     if tally:
         log.info("reconcile pass: %s", dict(tally))
     return tally
-
-
-def resume_events(deps: Deps, now: datetime, grace: timedelta, deliver_event: Callable[[int], object] | None) -> int:
-    """Deliveries due for longer than `grace`, or leased by a worker that died: enqueue them again.
-    A duplicate message is harmless: only one claim of a delivery wins."""
-    stranded = app_events.stranded(deps, now, grace, BATCH)
-    for delivery_id in stranded:
-        _deliver(deps, delivery_id, deliver_event, now)
-    return len(stranded)
-
-
-def _deliver(deps: Deps, delivery_id: int, deliver_event: Callable[[int], object] | None, now: datetime) -> None:
-    if deliver_event is not None:
-        deliver_event(delivery_id)
-    else:
-        app_events.deliver(deps, delivery_id, now)
 
 
 def check_chain(deps: Deps) -> bool:
@@ -125,15 +236,15 @@ def run_forever(
     Every AUDIT_VERIFY_INTERVAL seconds (0: never) a pass also verifies the audit chain.
     """
     verify_every = deps.settings.audit_verify_interval
-    next_check = time.monotonic()
+    next_check_at = time.monotonic()
     while not stop.is_set():
         try:
             reconcile_once(deps, send_mail=send_mail, deliver_event=deliver_event)
             status_metrics().reconciled(time.time())
         except Exception:
             log.exception("reconcile pass failed; trying again next interval")
-        if verify_every and time.monotonic() >= next_check:
-            next_check = time.monotonic() + verify_every
+        if verify_every and time.monotonic() >= next_check_at:
+            next_check_at = time.monotonic() + verify_every
             try:
                 check_chain(deps)
             except Exception:

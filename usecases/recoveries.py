@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import TypedDict
+from datetime import datetime, timedelta
+from typing import Any, TypedDict
 
 from adapters.db import attempts, tokens
+from adapters.facesign.client import FaceSignError
 from adapters.logs import log_context
 from domain.app_events import redeemed_event
 from domain.rules import deadline
@@ -19,6 +20,10 @@ from usecases.deps import Deps
 log = logging.getLogger(__name__)
 
 KINDS = ("forgot_password",)
+# A pending attempt reads `pending` this long past its deadline: a person who finished in time may be
+# waiting on our own delays (a queue backlog, a retry), and the reconciler records the expiry of one
+# who did not within about a pass of the deadline. The recovery page waits as long before giving up.
+DECISION_GRACE = timedelta(seconds=60)
 
 
 class StartedRecovery(TypedDict):
@@ -27,31 +32,67 @@ class StartedRecovery(TypedDict):
     expiresAt: str
 
 
-def start_recovery(deps: Deps, kind: str, now: datetime) -> StartedRecovery:
-    """Create the FaceSign session and the attempt; raises FaceSignError when FaceSign cannot."""
+def start_recovery(deps: Deps, kind: str, now: datetime, *, budget: float | None = None) -> StartedRecovery:
+    """Write the attempt, then create its FaceSign session, then give the attempt the session.
+
+    The attempt is written first, so a database outage (DatabaseUnavailable) costs no vendor session.
+    When FaceSign cannot create the session (FaceSignError), the attempt is closed as `failed` at once;
+    if even that write fails, the reconciler closes it later (`close_unstarted`). `budget`: seconds
+    the vendor call may take in all.
+    """
     attempt_id = secrets.token_urlsafe(24)  # 192 random bits: unguessable, never sequential
-    answer = deps.facesign.create_session(
-        attempt_id, {"recoveryType": kind, "requestedAt": format_time(now)}, deps.flow
-    )
-    session_id = answer["session"]["id"]
-    url = answer["clientSecret"]["url"]
     with deps.db.transaction() as session:
-        attempts.create_attempt(session, attempt_id, session_id, deps.flow, url, now, kind)
+        attempts.create_attempt(session, attempt_id, None, deps.flow, None, now, kind)
+    try:
+        answer = deps.facesign.create_session(
+            attempt_id, {"recoveryType": kind, "requestedAt": format_time(now)}, deps.flow, budget=budget
+        )
+        session_id, url = _session_of(answer)
+    except FaceSignError:
+        _fail(deps, attempt_id, now)
+        raise
+    with deps.db.transaction() as session:
+        attempts.attach_session(session, attempt_id, session_id, url)
     with log_context(attempt_id=attempt_id, session_id=session_id):
         log.info("recovery started")
     return {"id": attempt_id, "url": url, "expiresAt": format_time(deadline(now, deps.policy))}
 
 
+def _session_of(answer: Any) -> tuple[str, str]:
+    try:
+        session_id, url = answer["session"]["id"], answer["clientSecret"]["url"]
+    except (KeyError, TypeError):
+        session_id = url = None
+    if not isinstance(session_id, str) or not session_id or not isinstance(url, str) or not url:
+        raise FaceSignError("POST /sessions answered without a session id and URL")
+    return session_id, url
+
+
+def _fail(deps: Deps, attempt_id: str, now: datetime) -> None:
+    try:
+        with deps.db.transaction() as session:
+            attempts.fail_unstarted(session, now, now, attempt_id)
+    except Exception as exc:  # the reconciler closes it later
+        log.warning("recovery %s: could not close the failed start (%s)", attempt_id, type(exc).__name__)
+
+
 def recovery_status(deps: Deps, attempt_id: str, now: datetime) -> str | None:
-    """pending, approved, denied or expired; None for an unknown attempt."""
+    """pending, approved, denied or expired; None for an unknown attempt (or one that never started).
+
+    Past its deadline a pending attempt reads `pending` for DECISION_GRACE more, and for as long as a
+    status event signed before the deadline is on record: such a person finished in time and waits on
+    us. After that it reads `expired`; the reconciler records that decision.
+    """
     with deps.db.reading() as session:
         found = attempts.status_of(session, attempt_id)
-    if found is None:
+    if found is None or found.status == attempts.FAILED:
         return None
-    status, created_at = found
-    if status == attempts.PENDING and now > deadline(created_at, deps.policy):
-        return "expired"  # the reconciler records the decision; the page need not wait for it
-    return status
+    if found.status != attempts.PENDING:
+        return found.status
+    ends = deadline(found.created_at, deps.policy)
+    if now <= ends + DECISION_GRACE or (found.last_event_at is not None and found.last_event_at <= ends):
+        return "pending"
+    return "expired"
 
 
 def redeem_reset_token(

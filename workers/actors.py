@@ -20,6 +20,7 @@ from adapters.queue.names import (
     SESSIONS_QUEUE,
 )
 from domain.report import ReportError
+from domain.times import from_epoch_ms
 from usecases import app_events, decide, send_mail
 from workers import context
 
@@ -41,9 +42,12 @@ def _message_id() -> str | None:
     throws=(FaceSignRejected, ReportError),
     **RETRY_OPTIONS,
 )
-def process_session_event(session_id: str, event_id: str | None = None) -> None:
+def process_session_event(session_id: str, event_id: str | None = None, event_at: int | None = None) -> None:
+    """`event_at`: the status event's signed time in epoch milliseconds (absent from older messages)."""
     with log_context(session_id=session_id, event_id=event_id):
-        result = decide.process_session_event(context.current(), session_id, event_id, _message_id())
+        result = decide.process_session_event(
+            context.current(), session_id, event_id, _message_id(), from_epoch_ms(event_at)
+        )
     if result.mail_id:
         send_reset_email.send(result.mail_id)
     for delivery_id in result.deliveries:

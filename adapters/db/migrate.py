@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 
 import migrations
+from adapters.db.deadline import UNBOUNDED
 from adapters.db.engine import Database
 
 
@@ -21,7 +22,10 @@ def alembic_config(db: Database) -> Config:
 
 def upgrade(db: Database, revision: str = "head") -> None:
     config = alembic_config(db)
-    with db.engine.begin() as connection:
+    # A migration may rewrite a large table: no statement timeout, no client deadline.
+    with db.engine.execution_options(**{UNBOUNDED: True}).begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

@@ -27,11 +27,18 @@ class RecoveryAttempt(Base):
     session_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     client_reference_id: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), index=True)  # pending, approved, denied, expired
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending, approved, denied, expired, failed
     flow: Mapped[Any] = mapped_column(JSON)
     session_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(index=True)
     decided_at: Mapped[datetime | None]
+    # The reconciler's schedule: when it asks FaceSign next (NULL: at creation), and how often it has asked.
+    next_check_at: Mapped[datetime | None]
+    checks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The latest signed status-event time held for a session whose event could not be acted on at once.
+    last_event_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_recovery_attempts_status_next_check", "status", "next_check_at"),)
 
 
 class Decision(Base):

@@ -1,4 +1,12 @@
-"""The FaceSign API client: pooled connections, timeouts, bounded retries with jitter."""
+"""The FaceSign API client: pooled connections, timeouts, bounded retries with jitter.
+
+What is retried: a GET on any transient failure (reading a session twice is harmless). A POST
+(creating a session) only on failures that prove FaceSign did not act on it: the connection could
+not be opened (refused, unresolvable, connect timeout: nothing was sent), or FaceSign answered 429 or
+503 (it refused the request as a whole). A read timeout, a reset connection, a 500/502/504 or an
+unreadable answer may follow a session FaceSign did create: retrying would create a second one, so
+the error goes to the caller (a 503 for the person, who may start again).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ from tenacity import (
     stop_before_delay,
     wait_random_exponential,
 )
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +38,14 @@ class FaceSignError(Exception):
 
 
 class FaceSignTransient(FaceSignError):
-    """Worth trying again later: connection trouble, timeouts, 429, 5xx."""
+    """Worth trying again later: connection trouble, timeouts, 429, 5xx.
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    `unprocessed`: FaceSign certainly did not act on the request (see the module's retry rule)."""
+
+    def __init__(self, message: str, retry_after: float | None = None, *, unprocessed: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.unprocessed = unprocessed
 
 
 class FaceSignRejected(FaceSignError):
@@ -81,6 +93,21 @@ def vendor_metrics() -> VendorMetrics:
     )
 
 
+# Answers by which FaceSign refuses a request as a whole, without acting on it.
+REFUSED_UNPROCESSED = frozenset({429, 503})
+
+
+def _never_sent(error: requests.RequestException) -> bool:
+    """The connection was never opened, so FaceSign cannot have seen the request."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    if not isinstance(error, requests.ConnectionError) or isinstance(error, requests.Timeout):
+        return False
+    reason = error.args[0] if error.args else None
+    reason = getattr(reason, "reason", reason)  # requests wraps urllib3's MaxRetryError around the cause
+    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+
+
 def _retry_after(value: str | None) -> float | None:
     try:
         return max(0.0, float(value)) if value is not None else None
@@ -110,15 +137,21 @@ class FaceSignClient:
         self._jitter = wait_random_exponential(multiplier=self.policy.backoff_multiplier, max=self.policy.backoff_max)
 
     def create_session(
-        self, client_reference_id: str, metadata: Mapping[str, Any], flow: list[dict[str, Any]]
+        self,
+        client_reference_id: str,
+        metadata: Mapping[str, Any],
+        flow: list[dict[str, Any]],
+        *,
+        budget: float | None = None,
     ) -> dict[str, Any]:
+        """`budget`: seconds the whole call may take, retries included (a person is waiting)."""
         body = {
             "clientReferenceId": client_reference_id,
             "metadata": dict(metadata),
             "flow": flow,
             "videoAIAnalysisEnabled": True,
         }
-        return self._call("POST", "/sessions", json=body)
+        return self._call("POST", "/sessions", budget=budget, json=body)
 
     def get_session(self, session_id: str) -> dict[str, Any]:
         return self._call("GET", f"/sessions/{quote(session_id, safe='')}")
@@ -132,12 +165,19 @@ class FaceSignClient:
             return min(error.retry_after, self.policy.retry_after_cap)
         return float(self._jitter(state))
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def _call(self, method: str, path: str, budget: float | None = None, **kwargs: Any) -> dict[str, Any]:
+        total = self.policy.total_seconds if budget is None else min(self.policy.total_seconds, budget)
+        if budget is not None:
+            kwargs["timeout"] = (min(self.timeout[0], budget), min(self.timeout[1], budget))
+
+        def worth_retrying(error: BaseException) -> bool:
+            return isinstance(error, FaceSignTransient) and (method == "GET" or error.unprocessed)
+
         retrying = Retrying(
             # stop_before_delay: a long Retry-After must not carry us past the total-time bound.
-            stop=stop_after_attempt(self.policy.attempts) | stop_before_delay(self.policy.total_seconds),
+            stop=stop_after_attempt(self.policy.attempts) | stop_before_delay(total),
             wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, FaceSignTransient)),
+            retry=retry_if_exception(worth_retrying),
             reraise=True,
             before_sleep=lambda s: log.warning(
                 "FaceSign %s %s failed (%s); retry %d",
@@ -153,21 +193,22 @@ class FaceSignClient:
         metrics = vendor_metrics()
         operation = "create_session" if method == "POST" else "get_session"
         started = time.perf_counter()
+        kwargs.setdefault("timeout", self.timeout)
         try:
-            response = self._http.request(
-                method, self.base_url + path, timeout=self.timeout, allow_redirects=False, **kwargs
-            )
+            response = self._http.request(method, self.base_url + path, allow_redirects=False, **kwargs)
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             metrics.latency.labels(operation).observe(time.perf_counter() - started)
             metrics.errors.labels("timeout" if isinstance(exc, requests.Timeout) else "connection").inc()
-            raise FaceSignTransient(f"{type(exc).__name__} on {method} {path}") from exc
+            raise FaceSignTransient(f"{type(exc).__name__} on {method} {path}", unprocessed=_never_sent(exc)) from exc
         metrics.latency.labels(operation).observe(time.perf_counter() - started)
         status = response.status_code
         if status >= 300:
             metrics.errors.labels(str(status)).inc()
         if status == 429 or status >= 500:
             raise FaceSignTransient(
-                f"HTTP {status} on {method} {path}", retry_after=_retry_after(response.headers.get("Retry-After"))
+                f"HTTP {status} on {method} {path}",
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+                unprocessed=status in REFUSED_UNPROCESSED,
             )
         if status == 404:
             raise FaceSignNotFound(f"HTTP 404 on {method} {path}", status)

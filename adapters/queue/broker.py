@@ -9,10 +9,12 @@ import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import dq_name
 from dramatiq.middleware import CurrentMessage
 
-from adapters.queue.group_commit import GroupCommit, GroupCommitError, encode_message
+from adapters.queue.group_commit import GroupCommit, GroupCommitError, QueueFull, encode_message
 from adapters.queue.names import NAMESPACE, PROCESS_ACTOR, QUEUES, SESSIONS_QUEUE
+from adapters.queue.stranded import StrandedSweeper, TrackingRedisBroker
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,19 @@ log = logging.getLogger(__name__)
 
 class EnqueueError(Exception):
     """The broker did not take the message; the webhook must be answered 503."""
+
+
+class QueueFullError(EnqueueError):
+    """The queue holds QUEUE_MAX_MESSAGES: refused so that the broker never runs out of room."""
+
+
+class BrokerNotReady(Exception):
+    """The broker answers but cannot take work: the message says why (for logs and /readyz)."""
+
+
+# /readyz fails once Redis uses this share of its maxmemory: past it, workers soon cannot heartbeat.
+MEMORY_HEADROOM = 0.9
+READY_KEY_TTL_MS = 10_000
 
 
 # A crashed worker's unacked messages return only once its heartbeat is older than the timeout AND a
@@ -41,23 +56,26 @@ def build_broker(
     heartbeat_timeout: int = HEARTBEAT_TIMEOUT_MS,
     maintenance_chance: int = MAINTENANCE_CHANCE,
     log_format: str | None = None,
+    worker_redis_timeout: float = Settings.worker_redis_timeout,
 ) -> dramatiq.Broker:
     """RedisBroker when REDIS_URL is set, else the in-process broker of embedded mode.
 
     `worker=True` in Dramatiq worker processes: Prometheus and log-format middleware, which need the
-    worker's process-boot signal (elsewhere Prometheus fails on enqueueing a retried message).
+    worker's process-boot signal (elsewhere Prometheus fails on enqueueing a retried message), and
+    the stranded-message sweep (adapters/queue/stranded.py).
     """
     broker: dramatiq.Broker
     if redis_url:
-        # The client is built here because RedisBroker ignores socket options when given a URL.
-        client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30)
-        broker = RedisBroker(
-            client=client,
-            namespace=namespace,
-            heartbeat_timeout=heartbeat_timeout,
-            maintenance_chance=maintenance_chance,
-        )
+        options: dict[str, Any] = {
+            "namespace": namespace,
+            "heartbeat_timeout": heartbeat_timeout,
+            "maintenance_chance": maintenance_chance,
+        }
         if worker:
+            # A worker has nothing to do while Redis stalls but wait: a stall shorter than its timeout is
+            # ridden out with nothing lost; past it, a fetch may strand messages, which the sweep requeues.
+            client = _client(redis_url, worker_redis_timeout)
+            broker = TrackingRedisBroker(client=client, fetch_timeout=worker_redis_timeout, **options)
             # Imported here: that module creates its metrics directory on import.
             from dramatiq.middleware.prometheus import Prometheus
 
@@ -65,6 +83,9 @@ def build_broker(
 
             broker.add_middleware(Prometheus())
             broker.add_middleware(LogsAtBoot(log_format))
+            broker.add_middleware(StrandedSweeper())
+        else:
+            broker = RedisBroker(client=_client(redis_url, 5), **options)
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")
@@ -72,6 +93,17 @@ def build_broker(
     for queue in QUEUES:
         broker.declare_queue(queue)
     return broker
+
+
+def _client(redis_url: str, timeout: float) -> redis.Redis:
+    # Built here because RedisBroker ignores socket options when given a URL.
+    return redis.Redis.from_url(
+        redis_url,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(timeout, 3),
+        socket_keepalive=True,
+        health_check_interval=30,
+    )
 
 
 def broker_for(settings: Settings, *, worker: bool = False) -> dramatiq.Broker:
@@ -82,55 +114,89 @@ def broker_for(settings: Settings, *, worker: bool = False) -> dramatiq.Broker:
         heartbeat_timeout=settings.dramatiq_heartbeat_timeout,
         maintenance_chance=settings.dramatiq_maintenance_chance,
         log_format=settings.log_format,
+        worker_redis_timeout=settings.worker_redis_timeout,
     )
 
 
-def session_event_message(session_id: str, event_id: str | None) -> dramatiq.Message[Any]:
+def event_kwargs(event_id: str | None, event_at: int | None) -> dict[str, Any]:
+    """The actor's keyword arguments: the event's id and its signed time (epoch milliseconds), when known."""
+    if event_at is None:
+        return {"event_id": event_id}
+    return {"event_id": event_id, "event_at": event_at}
+
+
+def session_event_message(session_id: str, event_id: str | None, event_at: int | None = None) -> dramatiq.Message[Any]:
     return dramatiq.Message(
         queue_name=SESSIONS_QUEUE,
         actor_name=PROCESS_ACTOR,
         args=(session_id,),
-        kwargs={"event_id": event_id},
+        kwargs=event_kwargs(event_id, event_at),
         options={},
     )
 
 
 class SessionEvents:
-    """Enqueues `session.status` events; the actor itself lives in `workers`."""
+    """Enqueues `session.status` events; the actor itself lives in `workers`.
 
-    def __init__(self, broker: dramatiq.Broker, redis_url: str | None = None) -> None:
+    `max_messages` (QUEUE_MAX_MESSAGES): past it, events are refused with QueueFullError.
+    """
+
+    def __init__(
+        self, broker: dramatiq.Broker, redis_url: str | None = None, max_messages: int = Settings.queue_max_messages
+    ) -> None:
         self.broker = broker
+        self.max_messages = max_messages
         self.group_commit: GroupCommit | None = None
         if isinstance(broker, RedisBroker):
             if redis_url is None:
                 raise ValueError("a Redis broker's events need its URL: they are enqueued by group commit")
-            # On Redis the event loop enqueues by group commit (enqueue_async).
-            self.group_commit = GroupCommit(redis_url, broker.namespace, SESSIONS_QUEUE)
+            # On Redis the event loop enqueues by group commit (enqueue_async), the ceiling checked in its script.
+            self.group_commit = GroupCommit(redis_url, broker.namespace, SESSIONS_QUEUE, max_messages=max_messages)
 
-    def enqueue(self, session_id: str, event_id: str | None) -> str:
+    def enqueue(self, session_id: str, event_id: str | None, event_at: int | None = None) -> str:
+        if isinstance(self.broker, StubBroker) and self._held_in_process() >= self.max_messages:
+            raise QueueFullError(f"the queue holds {self.max_messages} messages or more")
         try:
-            message = self.broker.enqueue(session_event_message(session_id, event_id))
+            message = self.broker.enqueue(session_event_message(session_id, event_id, event_at))
         except Exception as exc:  # every broker error means the same thing to the caller
             log.warning("enqueue failed for session %s: %s", session_id, type(exc).__name__)
             raise EnqueueError(str(exc)) from exc
         return message.message_id
 
-    async def enqueue_async(self, session_id: str, event_id: str | None) -> str:
+    def _held_in_process(self) -> int:
+        """Messages the in-process broker holds for the sessions queue: waiting, in flight or delayed
+        (`unfinished_tasks`: put and not yet acknowledged, as StubBroker.join counts them)."""
+        assert isinstance(self.broker, StubBroker)  # noqa: S101 - checked by the caller
+        queues = self.broker.queues
+        return sum(
+            queues[name].unfinished_tasks for name in (SESSIONS_QUEUE, dq_name(SESSIONS_QUEUE)) if name in queues
+        )
+
+    async def enqueue_async(self, session_id: str, event_id: str | None, event_at: int | None = None) -> str:
         """For the event loop: held by the broker on return, without blocking the loop; else EnqueueError.
 
         The in-process broker answers at once; Redis goes by group commit.
         """
         if self.group_commit is None:
-            return self.enqueue(session_id, event_id)
+            return self.enqueue(session_id, event_id, event_at)
         redis_message_id, message_id, data = encode_message(
-            SESSIONS_QUEUE, PROCESS_ACTOR, (session_id,), {"event_id": event_id}
+            SESSIONS_QUEUE, PROCESS_ACTOR, (session_id,), event_kwargs(event_id, event_at)
         )
         try:
             await self.group_commit.put(redis_message_id, data)
+        except QueueFull as exc:
+            raise QueueFullError(str(exc)) from exc
         except GroupCommitError as exc:
             raise EnqueueError(str(exc)) from exc
         return message_id
 
     def ping(self) -> None:
-        if isinstance(self.broker, RedisBroker):
-            self.broker.client.ping()
+        """Ready to take work: Redis takes a write and has headroom below its maxmemory. Raises otherwise."""
+        if not isinstance(self.broker, RedisBroker):
+            return
+        client = self.broker.client
+        client.set(f"{self.broker.namespace}:readyz", "1", px=READY_KEY_TTL_MS)  # fails with OOM when full
+        memory = client.info("memory")
+        used, ceiling = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
+        if ceiling and used >= MEMORY_HEADROOM * ceiling:
+            raise BrokerNotReady(f"Redis uses {used * 100 // ceiling}% of its maxmemory")

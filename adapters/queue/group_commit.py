@@ -31,12 +31,21 @@ log = logging.getLogger(__name__)
 
 _Entry = tuple[str, bytes, "asyncio.Future[None]"]
 
-# KEYS: the queue's message hash and its list. ARGV: id, message, id, message, ... in arrival order.
+# KEYS: the queue's message hash, its list, and its delay queue's message hash (retries waiting their turn).
+# ARGV[1]: the most messages the queue may hold (0: no ceiling); then id, message, id, message, ... in arrival order.
+# Over the ceiling the whole batch is refused (-1): Redis must keep room for workers to heartbeat, fetch and ack.
 # The hash first: a consumer never pops an id whose message is not stored yet (and a script runs whole).
 ENQUEUE_BATCH = """
-redis.call('HSET', KEYS[1], unpack(ARGV))
+local ceiling = tonumber(ARGV[1])
+if ceiling > 0 then
+    local held = redis.call('HLEN', KEYS[1]) + redis.call('HLEN', KEYS[3])
+    if held + (#ARGV - 1) / 2 > ceiling then
+        return -1
+    end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 local ids = {}
-for i = 1, #ARGV, 2 do
+for i = 2, #ARGV, 2 do
     ids[#ids + 1] = ARGV[i]
 end
 return redis.call('RPUSH', KEYS[2], unpack(ids))
@@ -66,9 +75,16 @@ def _json_args(args: tuple[Any, ...]) -> str:
 def _json_kwargs(kwargs: dict[str, Any]) -> str:
     parts = []
     for key, value in kwargs.items():
-        if type(key) is not str or (value is not None and type(value) is not str):
+        if type(key) is not str:
             return _dumps(kwargs)
-        parts.append(f"{_quote(key)}:{'null' if value is None else _quote(value)}")
+        if value is None:
+            parts.append(f"{_quote(key)}:null")
+        elif type(value) is str:
+            parts.append(f"{_quote(key)}:{_quote(value)}")
+        elif type(value) is int:  # not bool: `type() is` excludes subclasses; int's repr is its JSON
+            parts.append(f"{_quote(key)}:{value}")
+        else:
+            return _dumps(kwargs)
     return f"{{{','.join(parts)}}}"
 
 
@@ -88,6 +104,10 @@ def message_ids() -> tuple[str, str]:
 
 class GroupCommitError(Exception):
     """Redis did not take the batch, or the buffer is full: the caller answers 503."""
+
+
+class QueueFull(GroupCommitError):
+    """The queue holds its ceiling of messages: refused before Redis itself fills up."""
 
 
 def encode_message(
@@ -112,7 +132,8 @@ class GroupCommit:
     """One writer per event loop; callers `await put(...)` and share its round trips.
 
     `max_pending` bounds the buffer: a full buffer refuses at once (back-pressure reaches the
-    vendor as a 503 and a later redelivery) instead of growing memory.
+    vendor as a 503 and a later redelivery) instead of growing memory. `max_messages` bounds the
+    queue in Redis the same way (0: no ceiling), checked inside the script at no extra round trip.
     """
 
     def __init__(
@@ -124,11 +145,14 @@ class GroupCommit:
         max_pending: int = 4096,
         max_batch: int = 512,
         timeout: float = 5.0,
+        max_messages: int = 0,
         client_factory: Callable[[], redis.asyncio.Redis] | None = None,
     ) -> None:
         self.redis_url = redis_url
         self._client_factory = client_factory or self._connect
         self.messages_key, self.queue_key = queue_keys(namespace, queue_name)
+        self.delayed_messages_key = queue_keys(namespace, f"{queue_name}.DQ")[0]
+        self.max_messages = max_messages
         self.max_pending = max_pending
         self.max_batch = max_batch
         self.timeout = timeout
@@ -192,7 +216,7 @@ class GroupCommit:
                         await self._write(batch)
                 except Exception as exc:  # every Redis failure means the same to every waiter: 503
                     log.warning("group commit of %d messages failed: %s", len(batch), type(exc).__name__)
-                    error = GroupCommitError(type(exc).__name__)
+                    error = exc if isinstance(exc, QueueFull) else GroupCommitError(type(exc).__name__)
                     for _, _, future in batch:
                         if not future.done():  # a waiter whose client went away was cancelled
                             future.set_exception(error)
@@ -205,5 +229,8 @@ class GroupCommit:
 
     async def _write(self, batch: list[_Entry]) -> None:
         assert self._enqueue is not None  # noqa: S101 - bound in put()
-        args = [part for message_id, data, _ in batch for part in (message_id, data)]
-        await self._enqueue(keys=[self.messages_key, self.queue_key], args=args)
+        args: list[str | bytes | int] = [self.max_messages]
+        args += [part for message_id, data, _ in batch for part in (message_id, data)]
+        keys = [self.messages_key, self.queue_key, self.delayed_messages_key]
+        if await self._enqueue(keys=keys, args=args) == -1:
+            raise QueueFull(f"the queue holds {self.max_messages} messages or more")

@@ -57,16 +57,20 @@ def choices_for(number: int) -> tuple[dict[str, Any], str, str]:
 
 
 class RedisServer:
-    """`redis-server` on its own port without persistence: a restart loses everything, as the scenario wants."""
+    """`redis-server` on its own port without persistence: a restart loses everything, as the scenario wants.
+    `maxmemory` (e.g. "16mb") with `noeviction`, as production runs it: full means writes are refused."""
 
-    def __init__(self, port: int, workdir: Path) -> None:
+    def __init__(self, port: int, workdir: Path, maxmemory: str | None = None) -> None:
         self.port = port
         self.workdir = workdir
+        self.maxmemory = maxmemory
         self.process: subprocess.Popen[bytes] | None = None
         self.url = f"redis://127.0.0.1:{port}/0"
 
     def start(self) -> None:
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        if self.maxmemory:
+            argv += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction"]
         log = (self.workdir / "redis.log").open("ab")
         self.process = subprocess.Popen([*argv, "--daemonize", "no"], cwd=self.workdir, stdout=log, stderr=log)
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
@@ -82,6 +86,52 @@ class RedisServer:
         assert self.process is not None
         self.process.kill()
         self.process.wait(timeout=10)
+
+    def stall(self, seconds: float) -> None:
+        """Redis stops answering (SIGSTOP) for `seconds`: connections stay open, commands wait, then run."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            self.process.send_signal(signal.SIGCONT)
+
+    def fill(self) -> int:
+        """Write filler until Redis refuses writes (OOM); returns how many filler keys it took.
+
+        Redis sits just under its limit once the writer's buffers are freed, taking a few writes more
+        each time; the limit is then set a little under what is used, so that it stays full."""
+        client = redis.Redis(port=self.port, socket_timeout=5)
+        count = 0
+        try:
+            while True:
+                client.set(f"filler:{count}", b"x" * 65536)
+                count += 1
+        except redis.OutOfMemoryError:
+            pass
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory", used - 256 * 1024)
+        return count
+
+    def make_room(self) -> None:
+        client = redis.Redis(port=self.port, socket_timeout=5)
+        for key in client.scan_iter("filler:*", count=1000):
+            client.delete(key)
+
+    def full_for(self, seconds: float) -> None:
+        """Full for a while: the limit set just under what Redis uses (noeviction refuses every write), then lifted."""
+        client = redis.Redis(port=self.port, socket_timeout=5)
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", max(1, int(client.info("memory")["used_memory"]) - 64 * 1024))
+        try:
+            time.sleep(seconds)
+        finally:
+            client.config_set("maxmemory", 0)
+
+    def acknowledgements(self) -> int:
+        """Message ids in any worker's acknowledgement sets: fetched and not yet acknowledged."""
+        client = redis.Redis(port=self.port, socket_timeout=2)
+        return sum(int(client.scard(key)) for key in client.scan_iter(f"{NAMESPACE}:__acks__.*"))
 
     def restart_empty(self) -> None:
         self.crash()
@@ -158,6 +208,23 @@ class Chaos:
     stop_event: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     errors: list[BaseException] = field(default_factory=list)
+    vendor_lock: threading.Lock = field(default_factory=threading.Lock)  # one latency knob, two users
+    events: list[str] = field(default_factory=list)
+
+    def later(self, name: str, fault: Callable[[], None]) -> None:
+        """Run a one-off fault in the background, alongside the load; `stop()` waits for it."""
+        thread = threading.Thread(target=self._guard(fault), name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        self.events.append(name)
+
+    def slow_vendor(self, seconds: float, latency_ms: int = 5000) -> None:
+        """Every FaceSign answer slower than the client's timeout for a while (what a 30 s vendor does)."""
+        faults = f"{self.sandbox}/sandbox/faults"
+        with self.vendor_lock:
+            requests.post(faults, json={"latencyMs": latency_ms}, timeout=5)
+            time.sleep(seconds)
+            requests.post(faults, json={"latencyMs": 0}, timeout=5)
 
     def start(self) -> None:
         for target in (self._killer, self._flicker):
@@ -191,9 +258,10 @@ class Chaos:
         # time makes about 5% of FaceSign answers slower than the client's timeout.
         faults = f"{self.sandbox}/sandbox/faults"
         while not self.stop_event.wait(self.flicker_every - self.flicker_for):
-            requests.post(faults, json={"latencyMs": self.slow_ms}, timeout=5)
-            time.sleep(self.flicker_for)
-            requests.post(faults, json={"latencyMs": 0}, timeout=5)
+            with self.vendor_lock:
+                requests.post(faults, json={"latencyMs": self.slow_ms}, timeout=5)
+                time.sleep(self.flicker_for)
+                requests.post(faults, json={"latencyMs": 0}, timeout=5)
 
 
 def post_with_retries(url: str, attempts: int = 30, **kwargs: Any) -> requests.Response:

@@ -2,10 +2,11 @@
 
 Recoveries with a mix of outcomes while the sandbox answers 10% 500s, 5% 429s and ~5% too slowly,
 drops 5% of webhooks and duplicates 30% (sent concurrently); a worker is SIGKILLed every few seconds
-and restarted; Redis is restarted once with its data lost; old events are re-delivered hours late;
-the customer's application answers 500 to 20% of the signed events it is sent.
-After the drain and a reconcile, every attempt must be decided exactly once and correctly, and
-every decision's event must have reached the application.
+and restarted; Redis stalls for 7 s (longer than the workers' Redis timeout), is full for 3 s, and is
+restarted once with its data lost; FaceSign is slower than the client's timeout for 3 s; old events are
+re-delivered hours late; the customer's application answers 500 to 20% of the signed events it is sent.
+After the drain and a reconcile, every attempt must be decided exactly once and correctly, no attempt
+may be left pending, and every decision's event must have reached the application.
 """
 
 from __future__ import annotations
@@ -155,6 +156,8 @@ def scenario(
         APP_WEBHOOK_SECRET=APP_SECRET,
         # Retries after about 2, 4, 8 s, then every 15 s: a day's schedule compressed into two minutes.
         APP_WEBHOOK_RETRY_WINDOW="120",
+        # Shorter than the stall, so that fetches time out mid-stall and the strand sweep has work to do.
+        WORKER_REDIS_TIMEOUT="3",
     )
     assert processes.run(env, "db", "upgrade").returncode == 0
     imported = processes.run(env, "users", "import", str(write_users(tmp_path / "users.csv")))
@@ -178,8 +181,14 @@ def scenario(
             attempt_id, session_id, outcome, reason = future.result()
             expected[attempt_id] = (outcome, reason)
             sessions.append(session_id)
+            if finished == RECOVERIES // 8:
+                chaos.later("slow_vendor", lambda: chaos.slow_vendor(3.0))
+            if finished == RECOVERIES // 4:
+                chaos.later("redis_stall", lambda: redis_server.stall(7.0))
             if finished == RECOVERIES // 2:
                 redis_server.restart_empty()
+            if finished == 3 * RECOVERIES // 4:
+                chaos.later("redis_full", lambda: redis_server.full_for(3.0))
     late = send_late_duplicates(base, sandbox, sessions, random.Random(7))  # noqa: S311
 
     engine = create_engine(postgres_url)
@@ -210,7 +219,7 @@ def scenario(
             break
     wait_until(lambda: redis_server.in_flight() == 0, timeout=30)
     check_metrics(base, workers.metrics())
-    summary = check(engine, expected, mail_dir, redis_server, workers.kills, late, left_for_reconciler)
+    summary = check(engine, expected, mail_dir, redis_server, workers.kills, late, left_for_reconciler, chaos.events)
     return f"{summary}\n{check_app_events(engine, application, processes, reconcile_env)}"
 
 
@@ -280,6 +289,7 @@ def check(
     kills: int,
     late: int,
     reconciled: int,
+    events: list[str],
 ) -> str:
     with engine.connect() as connection:
         attempts = dict(connection.execute(select(RecoveryAttempt.id, RecoveryAttempt.status)).all())
@@ -296,7 +306,9 @@ def check(
     lost = [attempt for attempt in expected if attempt not in decided]
     duplicates = len(rows) - len(decided)
     wrong = {a: (decided[a], want) for a, want in expected.items() if a in decided and decided[a] != want}
-    strangers = set(attempts) - set(expected)
+    # A start that FaceSign did not answer in time (the client started again) is closed as `failed`.
+    failed_starts = {a for a in set(attempts) - set(expected) if attempts[a] == "failed"}
+    strangers = set(attempts) - set(expected) - failed_starts
     sent_files = {path.stem for path in mail_dir.glob("*.eml")}
     approved = {a for a, (outcome, _) in expected.items() if outcome == "approved"}
     mail_by_attempt = {attempt_id: (mail_id, status) for attempt_id, mail_id, status, _ in mails}
@@ -311,9 +323,10 @@ def check(
         f"recoveries={len(expected)} decided={len(decided)} duplicates={duplicates} lost={len(lost)} "
         f"emails={len(sent_files)} dead_letters={len(dead)}"
     )
+    faults = " ".join(f"{name}=1" for name in ("slow_vendor", "redis_stall", "redis_full") if name in events)
     details = (
-        f"worker_kills={kills} redis_restarts=1 late_duplicates={late} left_for_reconciler={reconciled} "
-        f"mail_unsent={len(stuck | never_emailed)}"
+        f"worker_kills={kills} redis_restarts=1 {faults} late_duplicates={late} left_for_reconciler={reconciled} "
+        f"failed_starts={len(failed_starts)} mail_unsent={len(stuck | never_emailed)}"
     )
     assert not lost, f"{summary}: undecided attempts {lost[:5]}"
     assert duplicates == 0 and not strangers, summary
@@ -328,4 +341,5 @@ def check(
     assert sent == sent_files == {mail_id for mail_id, _ in mail_by_attempt.values()}, details
     assert not dead, [(d.actor, d.session_id, d.failure) for d in dead]
     assert kills >= 3
+    assert set(events) == {"slow_vendor", "redis_stall", "redis_full"}, events
     return f"{summary}\n{details}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from threading import Barrier, Thread
 
@@ -13,11 +13,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from adapters.db.attempts import create_attempt
 from adapters.db.audit_log import to_record
 from adapters.db.models import Decision, OutgoingMail, RecoveryAttempt, ResetToken
 from adapters.db.users import add_user
 from domain import rules
 from domain.audit_chain import GENESIS, chain_hash
+from domain.flow import build_recovery_flow
 from domain.tokens import token_hash
 from tests.fakes import append_decision, make_deps, seed_attempt
 from usecases import decide as decisions
@@ -198,3 +200,25 @@ def test_chain_links_successive_decisions(database_url: str, tmp_path: Path) -> 
     for row in rows:
         assert row.prev_hash == previous and row.hash == chain_hash(previous, to_record(row))
         previous = row.hash
+
+
+@pytest.mark.parametrize(
+    ("finished_after", "expected"),
+    [(2, ("approved", "verified")), (29, ("approved", "verified")), (31, ("denied", "attempt_expired"))],
+)
+def test_a_late_decision_is_judged_by_the_signed_event_time(
+    database_url: str, tmp_path: Path, finished_after: int, expected: tuple[str, str]
+) -> None:
+    """ATTEMPT_TTL=30: the worker only gets to the event at +40 s (a backlog, a stall, an outage)."""
+    deps, fake = make_deps(database_url, str(tmp_path / "mail"), attempt_ttl=30)
+    created = datetime.now(UTC) - timedelta(seconds=40)
+    with deps.db.transaction() as db:
+        add_user(db, "ada@example.com", user_id="ada")
+        create_attempt(db, "late", "sess_late", build_recovery_flow(), "https://x", created)
+    fake.complete("sess_late", "late")
+    event_at = created + timedelta(seconds=finished_after)
+    result = decisions.process_session_event(deps, "sess_late", "evt", "msg", event_at)
+    with deps.db.reading() as db:
+        row = db.scalar(select(Decision))
+    assert row is not None and (row.outcome, row.reason) == expected and result.status == expected[0]
+    assert row.rules_version == rules.RULES_VERSION

@@ -233,7 +233,33 @@ BAD: list[tuple[str, dict[str, str], str]] = [
         "FACESIGN_WEBHOOK_SECRET",
     ),
     ("sandbox-port-too-big", {"SANDBOX_PORT": "70000"}, "SANDBOX_PORT"),
+    ("queue-max-zero", {"QUEUE_MAX_MESSAGES": "0"}, "QUEUE_MAX_MESSAGES"),
+    ("reconcile-calls-zero", {"RECONCILE_MAX_CALLS": "0"}, "RECONCILE_MAX_CALLS"),
+    ("start-concurrency-zero", {"RECOVERY_START_CONCURRENCY": "0"}, "RECOVERY_START_CONCURRENCY"),
+    ("start-timeout-too-long", {"RECOVERY_START_TIMEOUT": "121"}, "RECOVERY_START_TIMEOUT"),
+    ("db-connect-timeout-zero", {"DATABASE_CONNECT_TIMEOUT": "0"}, "DATABASE_CONNECT_TIMEOUT"),
+    ("db-statement-timeout-word", {"DATABASE_STATEMENT_TIMEOUT": "ten"}, "DATABASE_STATEMENT_TIMEOUT"),
+    ("db-keepalives-zero", {"DATABASE_KEEPALIVES_IDLE": "0"}, "DATABASE_KEEPALIVES_IDLE"),
+    ("worker-redis-timeout-zero", {"WORKER_REDIS_TIMEOUT": "0"}, "WORKER_REDIS_TIMEOUT"),
 ]
+
+
+def test_bounds_on_every_wait_are_read() -> None:
+    env = {
+        "QUEUE_MAX_MESSAGES": "500",
+        "RECONCILE_MAX_CALLS": "50",
+        "RECOVERY_START_CONCURRENCY": "2",
+        "RECOVERY_START_TIMEOUT": "4",
+        "DATABASE_CONNECT_TIMEOUT": "2",
+        "DATABASE_STATEMENT_TIMEOUT": "30",
+        "DATABASE_KEEPALIVES_IDLE": "15",
+        "WORKER_REDIS_TIMEOUT": "10",
+    }
+    settings = Settings.from_env(env)
+    assert (settings.queue_max_messages, settings.reconcile_max_calls) == (500, 50)
+    assert (settings.recovery_start_concurrency, settings.recovery_start_timeout) == (2, 4)
+    assert (settings.database_connect_timeout, settings.database_statement_timeout) == (2, 30)
+    assert (settings.database_keepalives_idle, settings.worker_redis_timeout) == (15, 10)
 
 
 @pytest.mark.parametrize(("env", "variable"), [pytest.param(e, v, id=i) for i, e, v in BAD])

@@ -75,6 +75,7 @@ def test_redis_keeps_its_data_and_never_evicts_messages() -> None:
     redis = compose()["services"]["redis"]
     command = " ".join(redis["command"])
     assert "--appendonly yes" in command and "--maxmemory-policy noeviction" in command
+    assert "--maxmemory " in command  # a bound: readiness measures its headroom against it
     assert any(volume.endswith(":/data") for volume in redis["volumes"])
 
 

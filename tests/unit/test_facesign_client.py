@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from adapters.facesign.client import (
     RetryPolicy,
 )
 from domain.flow import build_recovery_flow
+from tests.conftest import free_port
 
 BASE = "https://api.facesign.test"
 SESSIONS = f"{BASE}/sessions"
@@ -31,6 +34,13 @@ def make_client(policy: RetryPolicy = FAST, base: str = BASE) -> FaceSignClient:
 
 def create(client: FaceSignClient) -> dict[str, Any]:
     return client.create_session("attempt-1", {"recoveryType": "forgot_password"}, build_recovery_flow())
+
+
+SESSION = f"{SESSIONS}/sess_1"
+
+
+def get(client: FaceSignClient) -> dict[str, Any]:
+    return client.get_session("sess_1")
 
 
 @responses.activate
@@ -93,9 +103,9 @@ def test_get_session_quotes_the_id_into_one_path_segment() -> None:
 
 @responses.activate
 def test_500_then_200_is_retried_and_succeeds() -> None:
-    responses.add(responses.POST, SESSIONS, status=500)
-    responses.add(responses.POST, SESSIONS, json=ANSWER)
-    assert create(make_client()) == ANSWER
+    responses.add(responses.GET, SESSION, status=500)
+    responses.add(responses.GET, SESSION, json=ANSWER)
+    assert get(make_client()) == ANSWER
     assert len(responses.calls) == 2
 
 
@@ -142,9 +152,9 @@ def test_retry_after_is_capped_by_the_policy() -> None:
 )
 @responses.activate
 def test_connection_trouble_is_retried(error: Exception) -> None:
-    responses.add(responses.POST, SESSIONS, body=error)
-    responses.add(responses.POST, SESSIONS, json=ANSWER)
-    assert create(make_client()) == ANSWER
+    responses.add(responses.GET, SESSION, body=error)
+    responses.add(responses.GET, SESSION, json=ANSWER)
+    assert get(make_client()) == ANSWER
     assert len(responses.calls) == 2
 
 
@@ -191,18 +201,18 @@ def test_404_on_get_session_is_not_found_without_retry() -> None:
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
 @responses.activate
 def test_persistent_transient_failure_gives_up_after_the_attempt_bound(status: int) -> None:
-    responses.add(responses.POST, SESSIONS, status=status, headers={"Retry-After": "0"})
+    responses.add(responses.GET, SESSION, status=status, headers={"Retry-After": "0"})
     with pytest.raises(FaceSignTransient) as raised:
-        create(make_client(RetryPolicy(attempts=3, total_seconds=5.0, backoff_max=0.01, backoff_multiplier=0.001)))
+        get(make_client(RetryPolicy(attempts=3, total_seconds=5.0, backoff_max=0.01, backoff_multiplier=0.001)))
     assert str(status) in str(raised.value)
     assert len(responses.calls) == 3
 
 
 @responses.activate
 def test_persistent_connection_errors_give_up_after_the_attempt_bound() -> None:
-    responses.add(responses.POST, SESSIONS, body=requests.ConnectionError("refused"))
+    responses.add(responses.GET, SESSION, body=requests.ConnectionError("refused"))
     with pytest.raises(FaceSignTransient):
-        create(make_client())
+        get(make_client())
     assert len(responses.calls) == 3
 
 
@@ -244,15 +254,90 @@ def test_total_time_bound_is_not_overrun_by_a_long_retry_after() -> None:
 )
 @responses.activate
 def test_answer_that_is_not_a_json_object_is_transient(body: str, content_type: str) -> None:
-    responses.add(responses.POST, SESSIONS, body=body, status=200, content_type=content_type)
+    responses.add(responses.GET, SESSION, body=body, status=200, content_type=content_type)
     with pytest.raises(FaceSignTransient):
-        create(make_client())
+        get(make_client())
     assert len(responses.calls) == FAST.attempts
 
 
 @responses.activate
 def test_non_json_then_good_answer_recovers() -> None:
-    responses.add(responses.POST, SESSIONS, body="oops", status=200, content_type="text/plain")
+    responses.add(responses.GET, SESSION, body="oops", status=200, content_type="text/plain")
+    responses.add(responses.GET, SESSION, json=ANSWER)
+    assert get(make_client()) == ANSWER
+    assert len(responses.calls) == 2
+
+
+# Creating a session: retried only when FaceSign cannot have acted on the request.
+
+
+@pytest.mark.parametrize(
+    ("answer", "kwargs"),
+    [
+        ("500", {"status": 500}),
+        ("502", {"status": 502}),
+        ("504", {"status": 504}),
+        ("read timeout", {"body": requests.ReadTimeout("slow")}),
+        ("reset after sending", {"body": requests.ConnectionError("connection reset by peer")}),
+        ("body cut short", {"body": requests.exceptions.ChunkedEncodingError("cut")}),
+        ("unreadable 200", {"body": "<html>", "status": 200, "content_type": "text/html"}),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+@responses.activate
+def test_a_create_that_may_have_been_processed_is_never_sent_twice(answer: str, kwargs: dict[str, Any]) -> None:
+    responses.add(responses.POST, SESSIONS, **kwargs)
+    responses.add(responses.POST, SESSIONS, json=ANSWER)
+    with pytest.raises(FaceSignTransient):
+        create(make_client())
+    assert len(responses.calls) == 1
+
+
+@pytest.mark.parametrize("status", [429, 503])
+@responses.activate
+def test_a_create_refused_as_a_whole_is_retried(status: int) -> None:
+    responses.add(responses.POST, SESSIONS, status=status, headers={"Retry-After": "0"})
     responses.add(responses.POST, SESSIONS, json=ANSWER)
     assert create(make_client()) == ANSWER
     assert len(responses.calls) == 2
+
+
+def test_a_create_whose_connection_was_refused_is_retried() -> None:
+    """Nothing listens at first: the connection never opens, nothing was sent, so trying again is safe."""
+    port = free_port()
+    created: list[bytes] = []
+
+    class Vendor(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+            created.append(self.rfile.read(int(self.headers["Content-Length"])))
+            body = json.dumps(ANSWER).encode()
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    def listen_later() -> None:
+        time.sleep(0.3)
+        server = HTTPServer(("127.0.0.1", port), Vendor)
+        server.handle_request()
+        server.server_close()
+
+    threading.Thread(target=listen_later, daemon=True).start()
+    policy = RetryPolicy(attempts=8, total_seconds=10.0, backoff_max=0.3, backoff_multiplier=0.2)
+    client = FaceSignClient(f"http://127.0.0.1:{port}", "k", timeout=2.0, connect_timeout=1.0, policy=policy)
+    assert create(client) == ANSWER
+    assert len(created) == 1
+
+
+@responses.activate
+def test_a_create_with_a_budget_gives_up_within_it() -> None:
+    responses.add(responses.POST, SESSIONS, status=503, headers={"Retry-After": "0.3"})
+    policy = RetryPolicy(attempts=50, total_seconds=30.0, backoff_max=0.01, backoff_multiplier=0.001)
+    started = time.monotonic()
+    with pytest.raises(FaceSignTransient):
+        make_client(policy).create_session("attempt-1", {}, build_recovery_flow(), budget=1.0)
+    assert time.monotonic() - started < 1.5

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.queue.group_commit import GroupCommit, GroupCommitError, encode_message, message_ids
+from adapters.queue.group_commit import GroupCommit, GroupCommitError, QueueFull, encode_message, message_ids
 from adapters.queue.names import PROCESS_ACTOR, SESSIONS_QUEUE
 
 
@@ -87,6 +87,31 @@ def test_concurrent_puts_all_land_in_dramatiqs_keys_in_arrival_order() -> None:
     assert [i.decode() for i in client.lrange("ns:q", 0, -1)] == ids  # arrival order kept
     assert client.hlen("ns:q.msgs") == 200
     assert client.hget("ns:q.msgs", ids[7]) == messages_by_id[ids[7]]
+
+
+def test_the_queue_ceiling_refuses_whole_batches_before_redis_fills_up() -> None:
+    """QUEUE_MAX_MESSAGES: what the queue holds (waiting, in flight, or waiting for a retry) is counted
+    inside the batch's own script; past the ceiling nothing of the batch is written."""
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server)
+    client.hset("ns:q.DQ.msgs", "retrying", b"x")  # a retry waiting its turn counts too
+    commit = fake_commit(server, max_messages=5)
+
+    async def put(count: int) -> list[Any]:
+        batch = [encode_message("q", "a", (str(i),), {}) for i in range(count)]
+        return await asyncio.gather(*(commit.put(rid, data) for rid, _, data in batch), return_exceptions=True)
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        first = await put(4)
+        second = await put(1)
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert first == [None] * 4
+    assert len(second) == 1 and isinstance(second[0], QueueFull)
+    assert client.llen("ns:q") == 4 and client.hlen("ns:q.msgs") == 4
+    client.delete("ns:q.DQ.msgs")  # a worker made room
+    assert asyncio.run(put(1)) == [None]
 
 
 class StalledClient:

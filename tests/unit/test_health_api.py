@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from starlette.testclient import TestClient
 
 from adapters.db.attempts import create_attempt
 from adapters.db.engine import Database
+from adapters.queue.broker import BrokerNotReady
 from config import Settings
 from domain.rules import Decision
 from receiver.app import create_app
@@ -88,6 +91,31 @@ def test_readyz_names_both_when_both_fail(tmp_path: Path) -> None:
     response = client.get("/readyz")
     assert response.status_code == 503
     assert sorted(response.json()["failed"]) == ["broker", "database"]
+
+
+def test_readyz_answers_within_its_deadline_whatever_hangs(tmp_path: Path) -> None:
+    """A broker (or database) that never answers is reported as such in about a second and a half."""
+    release = threading.Event()
+
+    class HungEvents(FakeEvents):
+        def ping(self) -> None:
+            release.wait(30)
+
+    client = client_for(make_services(tmp_path, HungEvents()))
+    try:
+        started = time.monotonic()
+        response = client.get("/readyz")
+        assert time.monotonic() - started < 3
+        assert (response.status_code, response.json()["failed"]) == (503, ["broker"])
+        assert client.get("/healthz").status_code == 200
+    finally:
+        release.set()
+
+
+def test_readyz_is_not_ready_when_the_broker_has_no_headroom(tmp_path: Path) -> None:
+    client = client_for(make_services(tmp_path, FakeEvents(ping_error=BrokerNotReady("Redis uses 95% of maxmemory"))))
+    response = client.get("/readyz")
+    assert (response.status_code, response.json()["failed"]) == (503, ["broker"])
 
 
 def test_readyz_recovers_once_the_broker_answers_again(tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ def test_worker_processes_take_the_format_they_are_given(restored_root: None) ->
 
 def test_receiver_lines_name_the_attempt_session_and_event(restored_root: None, tmp_path: Path) -> None:
     class QueueDown(NoEvents):
-        async def enqueue_async(self, session_id: str, event_id: str | None) -> str:
+        async def enqueue_async(self, session_id: str, event_id: str | None, event_at: int | None = None) -> str:
             raise EnqueueError("broker down")
 
     settings = Settings(database_url=f"sqlite:///{tmp_path}/db.sqlite", webhook_secrets=("secret",))

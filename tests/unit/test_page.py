@@ -24,7 +24,7 @@ class FakeFaceSign:
     def __init__(self) -> None:
         self.count = 0
 
-    def create_session(self, reference: str, metadata: Any, flow: Any) -> dict[str, Any]:
+    def create_session(self, reference: str, metadata: Any, flow: Any, **_: Any) -> dict[str, Any]:
         self.count += 1
         return {
             "session": {"id": f"sess_{self.count}", "status": "created"},

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from adapters.db.attempts import create_attempt
+from adapters.db.attempts import create_attempt, hold_event_time
+from adapters.db.engine import Database
 from adapters.db.models import RecoveryAttempt
 from adapters.facesign.client import FaceSignError, FaceSignNotFound, FaceSignRejected, FaceSignTransient
 from config import Settings
@@ -29,7 +30,9 @@ class FakeFaceSign:
         self.error = error
         self.calls: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = []
 
-    def create_session(self, client_reference_id: str, metadata: Any, flow: list[dict[str, Any]]) -> dict[str, Any]:
+    def create_session(
+        self, client_reference_id: str, metadata: Any, flow: list[dict[str, Any]], **_: Any
+    ) -> dict[str, Any]:
         if self.error is not None:
             raise self.error
         self.calls.append((client_reference_id, dict(metadata), flow))
@@ -169,14 +172,39 @@ def test_oversized_body_is_400(tmp_path: Path) -> None:
     ],
     ids=["transient", "rate-limited", "rejected", "not found"],
 )
-def test_vendor_failure_is_503_and_stores_nothing(tmp_path: Path, error: FaceSignError) -> None:
+def test_vendor_failure_is_503_and_leaves_nothing_pending(tmp_path: Path, error: FaceSignError) -> None:
     client, _, services = make_app(tmp_path, facesign=FakeFaceSign(error=error))
     response = client.post("/recoveries", json={"type": "forgot_password"})
     assert response.status_code == 503
+    assert response.headers["Retry-After"].isdigit()
     assert "error" in response.json()
     assert "HTTP" not in response.text  # the vendor's details stay in the log
     with services.deps.db.reading() as session:
-        assert session.query(RecoveryAttempt).count() == 0
+        [attempt] = session.query(RecoveryAttempt).all()  # written before the vendor call, closed after it failed
+        assert (attempt.status, attempt.session_id) == ("failed", None)
+    assert client.get(f"/recoveries/{attempt.id}").status_code == 404  # nobody was handed its id
+
+
+def test_database_outage_is_503_before_any_vendor_call(tmp_path: Path) -> None:
+    client, facesign, services = make_app(tmp_path)
+    services.deps.db.dispose()
+    services.deps.db = Database.connect(f"sqlite:///{tmp_path}")  # a directory: sqlite cannot open it
+    response = client.post("/recoveries", json={"type": "forgot_password"})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"].isdigit()
+    assert facesign.calls == []  # no vendor session for an attempt that could not be written
+    assert client.get("/recoveries/some-attempt-id-0123456789").status_code == 503
+
+
+def test_an_answer_without_a_session_is_503_and_leaves_nothing_pending(tmp_path: Path) -> None:
+    class Broken(FakeFaceSign):
+        def create_session(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            return {"session": {}, "clientSecret": None}
+
+    client, _, services = make_app(tmp_path, facesign=Broken())
+    assert client.post("/recoveries").status_code == 503
+    with services.deps.db.reading() as session:
+        assert session.query(RecoveryAttempt).filter(RecoveryAttempt.status == "pending").count() == 0
 
 
 # GET /recoveries/{id}
@@ -233,6 +261,24 @@ def test_pending_attempt_past_its_ttl_reads_expired(tmp_path: Path) -> None:
     response = client.get("/recoveries/old-attempt-0123456789abcdef")
     assert response.status_code == 200
     assert response.json() == {"id": "old-attempt-0123456789abcdef", "status": "expired"}
+
+
+def test_a_pending_attempt_just_past_its_deadline_still_reads_pending(tmp_path: Path) -> None:
+    """Whoever finished in time may be waiting on our delays: not told `expired` a moment after the deadline."""
+    client, _, services = make_app(tmp_path)
+    just_past = datetime.now(UTC) - timedelta(seconds=services.settings.attempt_ttl + 20)
+    with services.deps.db.transaction() as session:
+        create_attempt(session, "late-attempt-0123456789abcdef", "sess_l", services.deps.flow, "https://x", just_past)
+    assert client.get("/recoveries/late-attempt-0123456789abcdef").json()["status"] == "pending"
+
+
+def test_a_pending_attempt_with_an_in_time_event_on_record_reads_pending(tmp_path: Path) -> None:
+    client, _, services = make_app(tmp_path)
+    long_ago = datetime.now(UTC) - timedelta(hours=2)
+    with services.deps.db.transaction() as session:
+        create_attempt(session, "held-attempt-0123456789abcdef", "sess_h", services.deps.flow, "https://x", long_ago)
+        hold_event_time(session, "sess_h", long_ago + timedelta(seconds=5))
+    assert client.get("/recoveries/held-attempt-0123456789abcdef").json()["status"] == "pending"
 
 
 # Rate limit per client address

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.flow import build_recovery_flow, validate_flow
+from domain.recheck import Backoff, next_check
 from domain.report import parse_session
 from domain.rules import (
     APPROVED,
@@ -680,3 +681,81 @@ def test_decide_looks_up_only_reported_addresses(email: str | None, other: str |
     decide(session, attempt(), lookup, CREATED + SECONDS, Policy())
     assert set(asked) <= reported_emails(session)
     assert asked or not (email or "").strip()  # the property is not vacuous
+
+
+# --- expiry judged by when the session finished, not by when we decide ------------------------------------------
+
+LATE = TTL_EXACT * 3  # when we decide: long past the deadline, as after a backlog, a stall or an outage
+IN_TIME = CREATED + TTL_EXACT - SECONDS
+TOO_LATE = CREATED + TTL_EXACT + SECONDS
+
+
+@pytest.mark.parametrize(
+    ("event_at", "held", "vendor_finished", "expected"),
+    [
+        pytest.param(CREATED + 2 * SECONDS, None, ABSENT, VERIFIED, id="event-in-time-decided-late"),
+        pytest.param(IN_TIME, None, ABSENT, VERIFIED, id="event-one-second-before-deadline"),
+        pytest.param(CREATED + TTL_EXACT, None, ABSENT, VERIFIED, id="event-exactly-at-deadline"),
+        pytest.param(TOO_LATE, None, ABSENT, denied("attempt_expired"), id="event-after-deadline"),
+        pytest.param(None, None, ABSENT, denied("attempt_expired"), id="no-event-judged-when-we-look"),
+        pytest.param(None, IN_TIME, ABSENT, VERIFIED, id="held-event-in-time-reconciler"),
+        pytest.param(None, TOO_LATE, ABSENT, denied("attempt_expired"), id="held-event-late-reconciler"),
+        # The latest status event held is the finish: an earlier one cannot vouch for a later finish.
+        pytest.param(IN_TIME, TOO_LATE, ABSENT, denied("attempt_expired"), id="held-later-event-wins"),
+        pytest.param(TOO_LATE, IN_TIME, ABSENT, denied("attempt_expired"), id="this-later-event-wins"),
+        # A completion time the vendor reports beats every event.
+        pytest.param(TOO_LATE, None, int(IN_TIME.timestamp() * 1000), VERIFIED, id="vendor-time-in-time"),
+        pytest.param(IN_TIME, None, "2025-03-01T12:30:01Z", denied("attempt_expired"), id="vendor-time-late"),
+        # Evidence from the future is no evidence: never later than the moment we decide.
+        pytest.param(CREATED + LATE * 2, None, ABSENT, denied("attempt_expired"), id="future-event"),
+    ],
+)
+def test_expiry_is_judged_by_the_finish(
+    event_at: datetime | None, held: datetime | None, vendor_finished: Any, expected: tuple[str, str]
+) -> None:
+    data = payload()
+    if vendor_finished is not ABSENT:
+        data["session"]["completedAt"] = vendor_finished
+    att = Attempt(id="att_1", created_at=CREATED, decided=False, client_reference_id=REF, last_event_at=held)
+    decision = decide(parse_session(data), att, find_user, CREATED + LATE, Policy(attempt_ttl=TTL), event_at=event_at)
+    assert decision is not None and (decision.outcome, decision.reason) == expected
+
+
+def test_a_finish_in_time_is_judged_in_time_however_late_we_decide() -> None:
+    att = attempt()
+    for delay in (timedelta(0), TTL_EXACT, TTL_EXACT * 10, timedelta(days=30)):
+        decision = decide(parse_session(payload()), att, find_user, IN_TIME + delay, Policy(TTL), event_at=IN_TIME)
+        assert decision is not None and decision.approved, delay
+
+
+# --- when the reconciler looks again ------------------------------------------------------------------------
+
+BACKOFF = Backoff(base=timedelta(seconds=60), cap=timedelta(minutes=15), lead=timedelta(seconds=30))
+DEADLINE = CREATED + TTL_EXACT
+
+
+@pytest.mark.parametrize(
+    ("looked", "checks", "expected"),
+    [
+        pytest.param(CREATED + timedelta(seconds=60), 1, CREATED + timedelta(seconds=120), id="first-wait"),
+        pytest.param(CREATED + timedelta(seconds=120), 2, CREATED + timedelta(seconds=240), id="doubles"),
+        pytest.param(CREATED + timedelta(seconds=300), 3, CREATED + timedelta(seconds=540), id="doubles-again"),
+        pytest.param(CREATED + timedelta(seconds=600), 9, CREATED + timedelta(seconds=1500), id="capped"),
+        pytest.param(CREATED + timedelta(seconds=1000), 9, DEADLINE - timedelta(seconds=30), id="capped-by-lead"),
+        pytest.param(DEADLINE - timedelta(seconds=40), 1, DEADLINE - timedelta(seconds=30), id="look-before-deadline"),
+        pytest.param(DEADLINE - timedelta(seconds=10), 1, DEADLINE + SECONDS, id="look-after-deadline"),
+        pytest.param(DEADLINE + SECONDS, 5, DEADLINE + SECONDS + timedelta(minutes=15), id="past-deadline-capped"),
+        pytest.param(DEADLINE + SECONDS, 10**6, DEADLINE + SECONDS + timedelta(minutes=15), id="huge-count"),
+    ],
+)
+def test_next_check(looked: datetime, checks: int, expected: datetime) -> None:
+    assert next_check(looked, checks, DEADLINE, BACKOFF) == expected
+
+
+@given(looked=st.integers(min_value=0, max_value=TTL * 3), checks=st.integers(min_value=0, max_value=10**4))
+def test_next_check_is_always_later_and_bounded(looked: int, checks: int) -> None:
+    now = CREATED + timedelta(seconds=looked)
+    later = next_check(now, checks, DEADLINE, BACKOFF)
+    assert now < later <= now + BACKOFF.cap
+    if now < DEADLINE - BACKOFF.lead:
+        assert later <= DEADLINE - BACKOFF.lead  # never skips the look before the deadline

@@ -38,15 +38,17 @@ class FakeEvents:
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
         self.calls: list[tuple[str, str | None]] = []
+        self.event_times: list[int | None] = []
 
-    def enqueue(self, session_id: str, event_id: str | None) -> str:
+    def enqueue(self, session_id: str, event_id: str | None, event_at: int | None = None) -> str:
         if self.fail:
             raise EnqueueError("broker down")
         self.calls.append((session_id, event_id))
+        self.event_times.append(event_at)
         return f"msg-{len(self.calls)}"
 
-    async def enqueue_async(self, session_id: str, event_id: str | None) -> str:
-        return self.enqueue(session_id, event_id)
+    async def enqueue_async(self, session_id: str, event_id: str | None, event_at: int | None = None) -> str:
+        return self.enqueue(session_id, event_id, event_at)
 
     def ping(self) -> None:
         return None
@@ -313,6 +315,29 @@ def test_valid_event_is_enqueued_once_with_session_and_event_id(tmp_path: Path) 
     assert events.calls == [("sess_abc", "evt_42")]
 
 
+@pytest.mark.parametrize(
+    ("created_at", "expected"),
+    [
+        (1_700_000_000_000, 1_700_000_000_000),
+        (1_800_000_000_999, 1_800_000_000_999),  # in the second the signature names
+        (1_800_000_001_000, 1_800_000_000_000),  # later than the signature: the signature's time
+        ("1700000000000", 1_800_000_000_000),
+        (True, 1_800_000_000_000),
+        (-5, 1_800_000_000_000),
+        (None, 1_800_000_000_000),
+    ],
+)
+def test_the_event_time_enqueued_is_the_signed_created_at_or_else_the_signature_time(
+    tmp_path: Path, created_at: Any, expected: int
+) -> None:
+    """The time the expiry rule judges the finish by: FaceSign's `createdAt`, never later than its signature."""
+    client, events = make_app(tmp_path, webhook_tolerance=10**9)
+    body = json.dumps({"id": "evt_1", "type": "session.status", "createdAt": created_at, "sessionId": "s"}).encode()
+    response = post(client, body, signed(body, at=1_800_000_000))
+    assert response.status_code == 200
+    assert events.event_times == [expected]
+
+
 def test_enqueue_failure_is_503_so_the_vendor_delivers_again(tmp_path: Path) -> None:
     client, events = make_app(tmp_path, events=FakeEvents(fail=True))
     body = event()
@@ -335,8 +360,25 @@ def test_real_in_process_broker_holds_exactly_one_message(tmp_path: Path) -> Non
         assert message.actor_name == PROCESS_ACTOR
         assert message.queue_name == SESSIONS_QUEUE
         assert tuple(message.args) == ("sess_real",)
-        assert message.kwargs == {"event_id": "evt_real"}
+        assert message.kwargs == {"event_id": "evt_real", "event_at": 1_700_000_000_000}
         assert all(broker.queues[name].qsize() == 0 for name in broker.queues)
+    finally:
+        broker.close()
+
+
+def test_the_in_process_queue_at_its_ceiling_answers_503(tmp_path: Path) -> None:
+    """Embedded mode: QUEUE_MAX_MESSAGES counts what the in-process broker holds for the sessions queue."""
+    broker = build_broker(None)
+    try:
+        client, _ = make_app(tmp_path, events=SessionEvents(broker, max_messages=2))
+        answers = []
+        for number in range(3):
+            body = event(session_id=f"sess_{number}", event_id=f"evt_{number}")
+            answers.append(post(client, body, signed(body)).status_code)
+        assert answers == [200, 200, 503]
+        assert broker.queues[SESSIONS_QUEUE].qsize() == 2
+        metrics = client.get("/metrics").text
+        assert 'facesign_webhooks_received_total{result="queue_full"} 1.0' in metrics
     finally:
         broker.close()
 
