@@ -12,7 +12,7 @@ COPY receiver ./receiver
 COPY workers ./workers
 COPY sandbox ./sandbox
 COPY cli ./cli
-RUN pip install . && useradd --system --uid 10001 --home-dir /app facesign && mkdir -p /app/mail && chown facesign /app/mail
+RUN pip install . && useradd --system --uid 10001 --home-dir /app facesign && install -d -m 0700 -o facesign /app/mail
 
 USER facesign
 EXPOSE 8000 8001 9191

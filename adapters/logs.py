@@ -28,18 +28,30 @@ _REDACTIONS = (
     (re.compile(r"(v1=)[0-9a-f]+", re.IGNORECASE), r"\1<redacted>"),
 )
 FIELDS = "%(levelname)s %(name)s %(message)s"
+# Ids we log (sessions, events) are short; a longer one came from outside and is cut to this.
+MAX_ID_LENGTH = 64
+_LONG_RUN = re.compile(rf"(\S{{{MAX_ID_LENGTH}}})\S{{{MAX_ID_LENGTH + 1},}}")
 
 
 def redact(text: str) -> str:
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
+    if len(text) > 2 * MAX_ID_LENGTH:
+        text = _LONG_RUN.sub(r"\1…", text)  # a signed 200 KB session id is still not worth 200 KB of log
     return text
+
+
+def short_id(value: str | None) -> str | None:
+    """An id as we log it: at most MAX_ID_LENGTH characters, the rest marked as cut."""
+    if value is None or len(value) <= MAX_ID_LENGTH:
+        return value
+    return value[:MAX_ID_LENGTH] + "…"
 
 
 @contextmanager
 def session_context(session_id: str | None) -> Iterator[None]:
     """Every record logged inside carries `session_id`, in this thread or task only."""
-    token = _session_id.set(session_id)
+    token = _session_id.set(short_id(session_id))
     try:
         yield
     finally:
@@ -60,6 +72,30 @@ class SessionAndRedaction(logging.Filter):
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
+
+
+class ArgumentRedaction(logging.Filter):
+    """Scrubs a record's arguments in place, keeping their shape: uvicorn's access formatter unpacks
+    (client, method, path, version, status) from them, and the path may carry a token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif isinstance(record.msg, str) and not record.args:
+            record.msg = redact(record.msg)
+        return True
+
+
+SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error")
+
+
+def redact_server_logs() -> None:
+    """However the app is started (`serve`, `uvicorn receiver.app:app`, gunicorn with uvicorn workers),
+    the server's own access and error lines are scrubbed; idempotent."""
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ArgumentRedaction) for f in logger.filters):
+            logger.addFilter(ArgumentRedaction())
 
 
 def formatter() -> logging.Formatter:

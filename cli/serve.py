@@ -6,6 +6,7 @@ import logging
 import secrets
 from contextlib import ExitStack
 from dataclasses import replace
+from ipaddress import ip_address
 from typing import Any
 
 import click
@@ -25,12 +26,24 @@ log = logging.getLogger("facesign_recovery.serve")
 
 BANNER = """
 ==================================================================
- FaceSign SANDBOX in use: FACESIGN_API_KEY is unset.
- No real face verification happens; a local stand-in answers at
+ !!! FaceSign SANDBOX in use (FACESIGN_SANDBOX=1 or --sandbox) !!!
+ No real face verification happens: a local stand-in answers at
    {url}
- Set FACESIGN_API_KEY and FACESIGN_WEBHOOK_SECRET for production.
+ and approves whichever identity the person at its page picks.
+ The audit pseudonym key is the one stored in this database.
+ For production: unset FACESIGN_SANDBOX and set FACESIGN_API_KEY,
+ FACESIGN_WEBHOOK_SECRET and AUDIT_PSEUDONYM_KEY.
 ==================================================================
 """
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def start_sandbox(settings: Settings, stack: ExitStack, db: Database) -> Settings:
@@ -75,11 +88,22 @@ def start_reconciler(deps: Deps, stack: ExitStack) -> None:
     stack.callback(stop.set)
 
 
-def run_serve(settings: Settings, host: str, port: int) -> None:
+def check_start(settings: Settings, host: str) -> None:
+    """Refuse before anything starts: a bad FLOW_FILE, missing secrets, a sandbox reachable from afar."""
     try:
-        load_flow(settings.flow_file)  # a bad FLOW_FILE stops start-up before anything is started
+        load_flow(settings.flow_file)
+        settings.check_service()
     except ConfigError as exc:
         raise click.ClickException(f"invalid configuration: {exc}") from None
+    if settings.sandbox_mode and not is_loopback(host):
+        raise click.ClickException(
+            f"invalid configuration: --host {host}: the sandbox serves on loopback only (it approves anyone); "
+            "use --host 127.0.0.1, or a real FaceSign account for a shared deployment"
+        )
+
+
+def run_serve(settings: Settings, host: str, port: int) -> None:
+    check_start(settings, host)
     with ExitStack() as stack:
         db = Database.connect(settings.database_url)
         if settings.embedded:
@@ -101,6 +125,15 @@ def run_serve(settings: Settings, host: str, port: int) -> None:
             err=True,
         )
         # log_config=None: uvicorn's lines go through the root logger, so they are JSON like ours.
+        # Proxy headers are believed from FORWARDED_ALLOW_IPS only (never '*': see config.py).
         uvicorn.run(
-            app, host=host, port=port, log_level="info", log_config=None, access_log=False, timeout_graceful_shutdown=10
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
         )

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from adapters.facesign.client import FaceSignError
 from adapters.ratelimit import PerMinute
+from receiver.bodies import BodyError, json_body
 from receiver.services import Services
 from usecases.recoveries import KINDS, recovery_status, start_recovery
 
@@ -35,17 +36,22 @@ class Recoveries:
         self.services = services
         settings = services.settings
         self.per_address = PerMinute("recoveries", settings.recoveries_per_minute, settings.redis_url)
+        # All clients together: behind a shared proxy one address could otherwise spend the vendor budget.
+        self.everyone = PerMinute("recoveries-total", settings.recoveries_per_minute_total, settings.redis_url)
 
     async def create(self, request: Request) -> Response:
         address = client_address(request)
-        retry_after = await run_in_threadpool(self.per_address.hit, address)  # with Redis, a network call
+        retry_after = await run_in_threadpool(self._hit, address)  # with Redis, a network call
         if retry_after is not None:
             return _error(429, "too many recoveries started; try again later", {"Retry-After": str(retry_after)})
-        body = await request.body()
+        try:
+            body = await json_body(request, MAX_BODY, self.services.settings.body_read_timeout)
+        except BodyError as exc:
+            return exc.response()
         kind = "forgot_password"
         if body.strip():
             try:
-                payload = json.loads(body) if len(body) <= MAX_BODY else None
+                payload = json.loads(body)
             except (ValueError, UnicodeDecodeError):
                 payload = None
             if not isinstance(payload, dict):
@@ -54,11 +60,17 @@ class Recoveries:
             if kind not in KINDS:
                 return _error(400, f"type must be one of: {', '.join(KINDS)}")
         try:
-            started = await run_in_threadpool(start_recovery, self.services.deps, kind, datetime.now(UTC))
+            started = await run_in_threadpool(
+                start_recovery, self.services.deps, kind, datetime.now(UTC), client=address
+            )
         except FaceSignError as exc:
             log.warning("could not create a FaceSign session: %s", exc)
             return _error(503, "verification service unavailable, try again shortly", {"Retry-After": "5"})
         return JSONResponse(started, status_code=201)
+
+    def _hit(self, address: str) -> int | None:
+        """Seconds to wait, or None: this address's limit first, then everyone's."""
+        return self.per_address.hit(address) or self.everyone.hit("all")
 
     async def status(self, request: Request) -> Response:
         attempt_id = request.path_params["attempt_id"]

@@ -11,7 +11,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from receiver.bodies import BodyError, json_body
 from receiver.page import page_headers, render
+from receiver.recoveries import client_address
 from receiver.services import Services
 from usecases.recoveries import redeem_reset_token
 
@@ -28,15 +30,20 @@ def _invalid_token() -> Response:
 
 def reset_routes(services: Services) -> list[Route]:
     async def redeem_endpoint(request: Request) -> Response:
-        body = await request.body()
         try:
-            payload = json.loads(body) if len(body) <= MAX_BODY else None
+            body = await json_body(request, MAX_BODY, services.settings.body_read_timeout)
+        except BodyError as exc:
+            return exc.response()
+        try:
+            payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             payload = None
         token = payload.get("token") if isinstance(payload, dict) else None
         if not isinstance(token, str):
             return _invalid_token()
-        user_id = await run_in_threadpool(redeem_reset_token, services.deps, token, datetime.now(UTC))
+        user_id = await run_in_threadpool(
+            redeem_reset_token, services.deps, token, datetime.now(UTC), client=client_address(request)
+        )
         if user_id is None:
             log.info("reset token redemption refused")
             return _invalid_token()
@@ -44,8 +51,9 @@ def reset_routes(services: Services) -> list[Route]:
         return JSONResponse({"userId": user_id}, headers=NO_STORE)
 
     async def landing(request: Request) -> Response:
-        # The token stays in the URL for the script; GET never redeems it, because mail scanners
-        # follow links, and the page loads nothing from elsewhere that could see the address.
+        # The token arrives in the fragment (older links: the query), which only the script reads; GET
+        # never redeems it, because mail scanners follow links, and the page loads nothing from
+        # elsewhere that could see the address.
         html = render("Choose a new password", "reset.html", {}, "reset.js")
         return HTMLResponse(html, headers=page_headers())
 

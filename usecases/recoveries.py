@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TypedDict
 
 from adapters.db import attempts, tokens
+from domain.audit_chain import address_digest
 from domain.rules import deadline
 from domain.times import format_time
 from usecases.deps import Deps
@@ -23,8 +24,11 @@ class StartedRecovery(TypedDict):
     expiresAt: str
 
 
-def start_recovery(deps: Deps, kind: str, now: datetime) -> StartedRecovery:
-    """Create the FaceSign session and the attempt; raises FaceSignError when FaceSign cannot."""
+def start_recovery(deps: Deps, kind: str, now: datetime, *, client: str | None = None) -> StartedRecovery:
+    """Create the FaceSign session and the attempt; raises FaceSignError when FaceSign cannot.
+
+    `client`: the caller's address, kept only as a keyed digest.
+    """
     attempt_id = secrets.token_urlsafe(24)  # 192 random bits: unguessable, never sequential
     answer = deps.facesign.create_session(
         attempt_id, {"recoveryType": kind, "requestedAt": format_time(now)}, deps.flow
@@ -32,7 +36,9 @@ def start_recovery(deps: Deps, kind: str, now: datetime) -> StartedRecovery:
     session_id = answer["session"]["id"]
     url = answer["clientSecret"]["url"]
     with deps.db.transaction() as session:
-        attempts.create_attempt(session, attempt_id, session_id, deps.flow, url, now, kind)
+        attempts.create_attempt(
+            session, attempt_id, session_id, deps.flow, url, now, kind, client_digest=_client_digest(deps, client)
+        )
     log.info("recovery %s started with session %s", attempt_id, session_id)
     return {"id": attempt_id, "url": url, "expiresAt": format_time(deadline(now, deps.policy))}
 
@@ -49,7 +55,12 @@ def recovery_status(deps: Deps, attempt_id: str, now: datetime) -> str | None:
     return status
 
 
-def redeem_reset_token(deps: Deps, token: str, now: datetime) -> str | None:
-    """The user id, exactly once per unexpired token; None for anything else."""
+def redeem_reset_token(deps: Deps, token: str, now: datetime, *, client: str | None = None) -> str | None:
+    """The user id, exactly once per unexpired token; None for anything else. `client` as for start_recovery."""
+    digest = _client_digest(deps, client)
     with deps.db.transaction() as session:
-        return tokens.redeem(session, token, now)
+        return tokens.redeem(session, token, now, client_digest=digest)
+
+
+def _client_digest(deps: Deps, client: str | None) -> str | None:
+    return address_digest(deps.digest_key(), client) if client else None

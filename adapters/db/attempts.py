@@ -25,6 +25,8 @@ def create_attempt(
     session_url: str,
     now: datetime,
     kind: str = "forgot_password",
+    *,
+    client_digest: str | None = None,
 ) -> None:
     session.add(
         RecoveryAttempt(
@@ -36,6 +38,7 @@ def create_attempt(
             flow=flow,
             session_url=session_url,
             created_at=now,
+            client_digest=client_digest,
         )
     )
     session.flush()

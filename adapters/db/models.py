@@ -32,6 +32,7 @@ class RecoveryAttempt(Base):
     session_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(index=True)
     decided_at: Mapped[datetime | None]
+    client_digest: Mapped[str | None] = mapped_column(String(64))  # keyed digest of who started it
 
 
 class Decision(Base):
@@ -67,16 +68,17 @@ class ResetToken(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+    redeemed_client_digest: Mapped[str | None] = mapped_column(String(64))  # keyed digest of who redeemed it
 
 
 class OutgoingMail(Base):
-    """The outbox. `reset_url` holds the only copy of the raw token and is wiped once sent."""
+    """The outbox. `reset_url` holds the only copy of the raw token; it and the address are wiped once sent."""
 
     __tablename__ = "outgoing_mail"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     attempt_id: Mapped[str] = mapped_column(ForeignKey("recovery_attempts.id"), unique=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
-    to_address: Mapped[str] = mapped_column(String(320))
+    to_address: Mapped[str | None] = mapped_column(String(320))
     reset_url: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), index=True)  # pending, sending, sent
     created_at: Mapped[datetime]
