@@ -152,25 +152,18 @@ async def _read(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-def _media_type(request: Request) -> str | None:
-    raw = request.headers.get("content-type")
-    return None if raw is None else raw.partition(";")[0].strip().lower()
-
-
 async def json_body(request: Request, limit: int, timeout: float) -> bytes:
-    """A JSON route's body: at most `limit` bytes, in time, declared `application/json` when not empty.
+    """A JSON route's body: at most `limit` bytes, in time, and not declared as anything but JSON.
 
-    Refusing other media types keeps cross-site HTML forms out: a browser sends `text/plain`,
-    `multipart/form-data` or `application/x-www-form-urlencoded` without asking first.
+    Refusing other declared types keeps cross-site HTML forms out: a browser posts `text/plain`,
+    `multipart/form-data` or `application/x-www-form-urlencoded` without asking first. A request
+    that declares no type at all is read as JSON (no browser form sends one without it).
     """
-    media_type = _media_type(request)
-    if media_type is not None and media_type != "application/json":
+    declared = request.headers.get("content-type")
+    if declared is not None and declared.partition(";")[0].strip().lower() != "application/json":
         raise UnsupportedMediaType
     try:
-        body = await read_limited(request.receive, request.headers.get("content-length"), limit, timeout)
+        return await read_limited(request.receive, request.headers.get("content-length"), limit, timeout)
     except ClientGone:
         log.debug("client went away before sending the whole body of %s %s", request.method, request.url.path)
         raise
-    if media_type is None and body.strip():
-        raise UnsupportedMediaType
-    return body

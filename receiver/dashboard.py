@@ -42,6 +42,8 @@ def window(filters: Filters, now: datetime) -> tuple[Filters, list[date]]:
         first, last = since.date(), (until - timedelta(microseconds=1)).date()
     except OverflowError:  # a range reaching before year 1 or after 9999
         raise BadFilter("since/until: the dashboard covers years 1 to 9999 only") from None
+    if first > last:
+        raise BadFilter("since must be earlier than until")
     if (last - first).days + 1 > MAX_DAYS:
         raise BadFilter(f"the dashboard shows at most {MAX_DAYS} days; narrow since/until")
     return replace(filters, since=since, until=until), [

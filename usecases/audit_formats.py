@@ -41,7 +41,9 @@ def write_records(records: Iterable[Mapping[str, Any]], fmt: str, out: TextIO) -
             out.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")
             count += 1
     elif fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=RECORD_FIELDS, lineterminator="\n")
+        # CRLF as RFC 4180 has it; it also makes the writer quote any cell holding a CR, which with a
+        # bare LF terminator it would leave unquoted, letting a value start a new row of its choosing.
+        writer = csv.DictWriter(out, fieldnames=RECORD_FIELDS, lineterminator="\r\n")
         writer.writeheader()
         for record in records:
             writer.writerow({name: spreadsheet_safe(value) for name, value in record.items()})

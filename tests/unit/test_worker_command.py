@@ -55,9 +55,9 @@ def test_worker_metrics_listen_on_loopback_unless_configured(
     assert result.exit_code == 0, result.output
     assert os.environ["dramatiq_prom_host"] == "127.0.0.1"  # what Dramatiq's exposition server binds
     assert "worker metrics on http://127.0.0.1:" in result.output
-    monkeypatch.setenv("dramatiq_prom_host", "0.0.0.0")
+    monkeypatch.setenv("dramatiq_prom_host", "127.0.0.2")
     assert CliRunner().invoke(cli.main, ["worker"]).exit_code == 0
-    assert os.environ["dramatiq_prom_host"] == "0.0.0.0"
+    assert os.environ["dramatiq_prom_host"] == "127.0.0.2"
 
 
 @pytest.mark.parametrize("variable", ["FACESIGN_API_KEY", "FACESIGN_WEBHOOK_SECRET", "AUDIT_PSEUDONYM_KEY"])
