@@ -34,10 +34,12 @@ _LONG_RUN = re.compile(rf"(\S{{{MAX_ID_LENGTH}}})\S{{{MAX_ID_LENGTH + 1},}}")
 
 
 def redact(text: str) -> str:
+    # Long runs first: a signed 200 KB session id is not worth 200 KB of log, and the patterns below
+    # backtrack over a run's length for every position in it.
+    if len(text) > 2 * MAX_ID_LENGTH:
+        text = _LONG_RUN.sub(r"\1…", text)
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
-    if len(text) > 2 * MAX_ID_LENGTH:
-        text = _LONG_RUN.sub(r"\1…", text)  # a signed 200 KB session id is still not worth 200 KB of log
     return text
 
 

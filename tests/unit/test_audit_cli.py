@@ -150,3 +150,15 @@ def test_access_log_lists_reads_newest_first(tmp_path: Path) -> None:
     assert len(lines) == 2
     assert " export " in lines[0] and '"until":"2030-01-01T00:00:00+00:00"' in lines[0]
     assert " query " in lines[1] and '"outcome":"denied"' in lines[1]
+
+
+def test_the_access_log_names_the_os_account_not_what_user_claims(tmp_path: Path) -> None:
+    import os
+    import pwd
+
+    url = database(tmp_path)
+    env = {"DATABASE_URL": url, "USER": "mallory", "LOGNAME": "mallory", "FACESIGN_SANDBOX": "1"}
+    assert CliRunner().invoke(main, ["audit", "query"], env=env).exit_code == 0
+    with Database.connect(url).reading() as session:
+        [entry] = session.scalars(select(AuditAccess)).all()
+    assert entry.auditor == f"cli:{pwd.getpwuid(os.getuid()).pw_name}" and "mallory" not in entry.auditor
