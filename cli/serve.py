@@ -30,7 +30,7 @@ BANNER = """
  No real face verification happens: a local stand-in answers at
    {url}
  and approves whichever identity the person at its page picks.
- The audit pseudonym key is the one stored in this database.
+ {key_line}
  For production: unset FACESIGN_SANDBOX and set FACESIGN_API_KEY,
  FACESIGN_WEBHOOK_SECRET and AUDIT_PSEUDONYM_KEY.
 ==================================================================
@@ -56,7 +56,12 @@ def start_sandbox(settings: Settings, stack: ExitStack, db: Database) -> Setting
     stack.callback(server.stop)
     for email, name in everyone(db):
         server.state.enroll(email, name or email.split("@")[0])
-    click.echo(BANNER.format(url=server.url), err=True)
+    key_line = (
+        "Pseudonyms use AUDIT_PSEUDONYM_KEY."
+        if settings.audit_pseudonym_key
+        else "Pseudonyms use the key stored in this database (sandbox only)."
+    )
+    click.echo(BANNER.format(url=server.url, key_line=key_line), err=True)
     return replace(settings, facesign_api_url=server.url, webhook_secrets=(secret, *settings.webhook_secrets[1:]))
 
 
