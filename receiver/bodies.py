@@ -54,35 +54,25 @@ class UnsupportedMediaType(BodyError):
     message = "Content-Type must be application/json"
 
 
-class _Watch:
-    __slots__ = ("deadline", "expired")
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.expired = False
-
-
 class _Deadlines:
-    """The reads in flight on one event loop, and the sweeper that cancels those past their deadline."""
+    """The reads in flight on one event loop (task -> deadline), and the sweeper that cancels late ones."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.watched: dict[asyncio.Task[object], _Watch] = {}
+        self.watched: dict[asyncio.Task[object], float] = {}
+        self.expired: set[asyncio.Task[object]] = set()
         self.sweeper: asyncio.Task[None] | None = None
 
-    def watch(self, task: asyncio.Task[object], timeout: float) -> _Watch:
-        watch = self.watched[task] = _Watch(self.loop.time() + timeout)
-        if self.sweeper is None:
-            self.sweeper = self.loop.create_task(self._sweep())
-        return watch
+    def start_sweeping(self) -> None:
+        self.sweeper = self.loop.create_task(self._sweep())
 
     async def _sweep(self) -> None:
         while self.watched:
             await asyncio.sleep(SWEEP_INTERVAL)
             now = self.loop.time()
-            for task, watch in list(self.watched.items()):
-                if now >= watch.deadline and not watch.expired:
-                    watch.expired = True
+            for task, deadline in list(self.watched.items()):
+                if now >= deadline and task not in self.expired:
+                    self.expired.add(task)
                     task.cancel()
         self.sweeper = None  # nothing in flight: the next read starts a new sweeper
 
@@ -98,45 +88,49 @@ def _deadlines_here() -> _Deadlines:
     return _deadlines
 
 
-def _over(declared: bytes | str | None, limit: int) -> bool:
-    if declared is None:
-        return False
-    try:
-        return int(declared) > limit
-    except ValueError:
-        return False  # a malformed length is the server's problem; the bytes are still counted
-
-
 async def read_limited(receive: Receive, declared: bytes | str | None, limit: int, timeout: float) -> bytes:
-    """The whole body, or BodyTooLarge / BodyTimeout / ClientGone; `declared` is the Content-Length header."""
-    if _over(declared, limit):
-        raise BodyTooLarge
+    """The whole body, or BodyTooLarge / BodyTimeout / ClientGone; `declared` is the Content-Length header.
+
+    The webhook's hot path runs through here: the usual one-message body costs a dictionary insert
+    and delete beyond reading it, and nothing else.
+    """
+    if declared is not None:
+        try:
+            too_large = int(declared) > limit
+        except ValueError:
+            too_large = False  # a malformed length is the server's problem; the bytes are still counted
+        if too_large:
+            raise BodyTooLarge
     task = asyncio.current_task()
     if task is None:  # not inside a task: nothing to cancel, so no deadline (never the case under a server)
-        return await _read(receive, limit)
+        return await _read_rest(receive, [], 0, limit)
     deadlines = _deadlines_here()
-    watch = deadlines.watch(task, timeout)
+    watched = deadlines.watched
+    watched[task] = deadlines.loop.time() + timeout
+    if deadlines.sweeper is None:
+        deadlines.start_sweeping()
     try:
-        return await _read(receive, limit)
-    except asyncio.CancelledError:
-        if not watch.expired:
-            raise
-        task.uncancel()
-        raise BodyTimeout from None
-    finally:
-        del deadlines.watched[task]
-
-
-async def _read(receive: Receive, limit: int) -> bytes:
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientGone
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):  # the usual case: the whole body in one message
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        body: bytes = message.get("body", b"")
+        if message.get("more_body", False):
+            return await _read_rest(receive, [body], len(body), limit)
         if len(body) > limit:
             raise BodyTooLarge
         return body
-    chunks, size = [body], len(body)
+    except asyncio.CancelledError:
+        if task not in deadlines.expired:
+            raise
+        deadlines.expired.discard(task)
+        task.uncancel()
+        raise BodyTimeout from None
+    finally:
+        del watched[task]
+
+
+async def _read_rest(receive: Receive, chunks: list[bytes], size: int, limit: int) -> bytes:
+    """The messages after the first, counted as they come."""
     while True:
         if size > limit:
             raise BodyTooLarge
