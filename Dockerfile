@@ -17,7 +17,7 @@ COPY workers ./workers
 COPY sandbox ./sandbox
 COPY cli ./cli
 RUN pip install --no-deps --no-build-isolation . \
-    && useradd --system --uid 10001 --home-dir /app facesign && mkdir -p /app/mail && chown facesign /app/mail
+    && useradd --system --uid 10001 --home-dir /app facesign && install -d -m 0700 -o facesign /app/mail
 
 USER facesign
 EXPOSE 8000 8001 9191

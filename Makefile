@@ -16,10 +16,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The two-command demo: the built-in FaceSign sandbox (--sandbox), on loopback, said loudly at start.
 run: $(STAMP)
 	$(BIN)/facesign-recovery db upgrade
 	$(BIN)/facesign-recovery users add demo@example.com --id demo --name "Demo User" --exist-ok
-	MAIL_BACKEND=$${MAIL_BACKEND:-file} MAIL_DIR=$${MAIL_DIR:-mail} $(BIN)/facesign-recovery serve --host $(HOST) --port $(PORT)
+	MAIL_BACKEND=$${MAIL_BACKEND:-file} MAIL_DIR=$${MAIL_DIR:-mail} $(BIN)/facesign-recovery serve --sandbox --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -7,6 +7,7 @@ import binascii
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from ipaddress import ip_address, ip_network
 from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -34,7 +35,8 @@ class Settings:
     webhook_max_bytes: int = 262144
     public_base_url: str = "http://127.0.0.1:8000"
     public_base_url_given: bool = False  # unset, `serve` derives it from where it listens
-    reset_url_template: str = "{PUBLIC_BASE_URL}/reset?token={token}"
+    # The token rides in the fragment, which browsers never send: no server or proxy log can hold it.
+    reset_url_template: str = "{PUBLIC_BASE_URL}/reset#token={token}"
     reset_token_ttl: int = 900
     attempt_ttl: int = 1800
     reconcile_after: int = 60
@@ -83,11 +85,15 @@ class Settings:
     database_statement_timeout: int = 10  # seconds (PostgreSQL); a statement this much overdue is cut off
     database_keepalives_idle: int = 30  # seconds of silence before TCP keepalive probes (PostgreSQL)
     worker_redis_timeout: int = 30  # seconds a worker's Redis command may take (a shorter stall is ridden out)
-
-    @property
-    def sandbox_mode(self) -> bool:
-        """No API key: the built-in FaceSign sandbox stands in for the vendor."""
-        return self.facesign_api_key is None
+    # Safe by default: the sandbox only when asked for, operators-only metrics, bounded bodies,
+    # the proxies whose forwarded addresses are believed, and a cap on recoveries from everyone.
+    sandbox_mode: bool = False  # FACESIGN_SANDBOX: the built-in stand-in answers instead of FaceSign
+    facesign_api_url_given: bool = False
+    metrics_token: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    recoveries_per_minute_total: int = 600
+    forwarded_allow_ips: str = "127.0.0.1"
+    body_read_timeout: float = 10.0
 
     @property
     def embedded(self) -> bool:
@@ -173,15 +179,63 @@ class Settings:
                 "DATABASE_KEEPALIVES_IDLE", cls.database_keepalives_idle, minimum=1, maximum=7200
             ),
             worker_redis_timeout=r.integer("WORKER_REDIS_TIMEOUT", cls.worker_redis_timeout, minimum=1, maximum=600),
+            sandbox_mode=r.boolean("FACESIGN_SANDBOX", False),
+            facesign_api_url_given=r.optional("FACESIGN_API_URL") is not None,
+            metrics_token=r.optional("METRICS_TOKEN"),
+            allowed_origins=r.origins("ALLOWED_ORIGINS"),
+            recoveries_per_minute_total=r.integer("RECOVERIES_PER_MINUTE_TOTAL", 600, minimum=1),
+            forwarded_allow_ips=r.forwarded_ips("FORWARDED_ALLOW_IPS", cls.forwarded_allow_ips),
+            body_read_timeout=float(r.integer("REQUEST_BODY_TIMEOUT", 10, minimum=1, maximum=300)),
         )
         if settings.mail_backend == "smtp" and settings.smtp_url is None:
             raise ConfigError("SMTP_URL: required when MAIL_BACKEND=smtp")
         if settings.smtp_url is not None:
             _check_smtp_url(settings.smtp_url)
-        if not settings.sandbox_mode and not settings.webhook_secrets:
+        if settings.facesign_api_key is not None and not settings.webhook_secrets and not settings.sandbox_mode:
             raise ConfigError("FACESIGN_WEBHOOK_SECRET: required when FACESIGN_API_KEY is set (sandbox off)")
         _check_app_webhook(settings)
         return settings
+
+    def check_service(self) -> None:
+        """What a running service (`serve`, `worker`, `reconcile`, the ASGI app) needs beyond valid values.
+
+        Outside the sandbox: the vendor's credentials and the pseudonym key, never a silent stand-in.
+        In the sandbox: nothing that looks like production, because the stand-in approves whoever the
+        person at its page picks.
+        """
+        if self.sandbox_mode:
+            refusal = _sandbox_refusal(self)
+            if refusal:
+                raise ConfigError(f"FACESIGN_SANDBOX: refused because {refusal}; the sandbox is for local demos only")
+            return
+        required = (
+            ("FACESIGN_API_KEY", self.facesign_api_key),
+            ("FACESIGN_WEBHOOK_SECRET", self.webhook_secrets),
+            ("AUDIT_PSEUDONYM_KEY", self.audit_pseudonym_key),
+        )
+        for name, value in required:
+            if not value:
+                raise ConfigError(f"{name}: required (set FACESIGN_SANDBOX=1 for the built-in sandbox instead)")
+
+
+def _sandbox_refusal(settings: Settings) -> str | None:
+    if settings.facesign_api_url_given:
+        return "FACESIGN_API_URL is set (a real FaceSign is configured)"
+    if settings.database_url.startswith("postgresql"):
+        return "DATABASE_URL is PostgreSQL (a production database)"
+    if settings.public_base_url.startswith("https:"):
+        return "PUBLIC_BASE_URL is https (a public deployment)"
+    return None
+
+
+def mask_url(raw: str) -> str:
+    """The URL with any password replaced, for messages: `redis://user:***@host/0`."""
+    parts = urlsplit(raw)
+    if parts.password is None:
+        return raw
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.partition(":")[0]
+    return parts._replace(netloc=f"{name}:***@{host}").geturl()
 
 
 def _check_app_webhook(settings: Settings) -> None:
@@ -205,7 +259,7 @@ def _check_app_webhook(settings: Settings) -> None:
 def _check_smtp_url(url: str) -> None:
     parts = urlsplit(url)
     if not parts.hostname:
-        raise ConfigError(f"SMTP_URL: needs a host name, got {parts.netloc!r}")
+        raise ConfigError(f"SMTP_URL: needs a host name, got {mask_url(url)!r}")
     tls = parse_qs(parts.query).get("tls", ["starttls"])[0]
     if tls not in ("starttls", "none"):
         raise ConfigError(f"SMTP_URL: tls= must be starttls or none, got {tls!r}")
@@ -267,7 +321,7 @@ class _Reader:
         def parse(raw: str) -> str:
             parts = urlsplit(raw)
             if parts.scheme not in schemes or not (parts.netloc or parts.path):
-                raise ValueError(f"expected a {'/'.join(schemes)} URL, got {raw!r}")
+                raise ValueError(f"expected a {'/'.join(schemes)} URL, got {mask_url(raw)!r}")
             return raw
 
         return self._get(name, default, parse)
@@ -302,6 +356,35 @@ class _Reader:
         def parse(raw: str) -> str:
             if "{token}" not in raw:
                 raise ValueError("must contain {token}")
+            return raw
+
+        return self._get(name, default, parse)
+
+    def origins(self, name: str) -> tuple[str, ...]:
+        def parse(raw: str) -> tuple[str, ...]:
+            found = []
+            for part in (p.strip() for p in raw.split(",")):
+                parts = urlsplit(part)
+                if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+                    raise ValueError(f"expected origins like https://app.example.com, got {part!r}")
+                found.append(f"{parts.scheme}://{parts.netloc}".lower())
+            return tuple(found)
+
+        return self._get(name, (), parse)
+
+    def forwarded_ips(self, name: str, default: str) -> str:
+        def parse(raw: str) -> str:
+            for part in (p.strip() for p in raw.split(",")):
+                if part == "*":
+                    raise ValueError(
+                        "'*' would let every client name its own address in X-Forwarded-For, escaping the "
+                        "per-address rate limit and passing as loopback for /metrics; list your proxies' "
+                        "addresses or networks instead"
+                    )
+                try:
+                    ip_network(part, strict=False) if "/" in part else ip_address(part)
+                except ValueError:
+                    raise ValueError(f"expected IP addresses or networks, got {part!r}") from None
             return raw
 
         return self._get(name, default, parse)

@@ -36,19 +36,35 @@ _REDACTIONS = (
 FIELDS = "%(levelname)s %(name)s %(message)s"
 # A record's own attributes; anything else on it is a field (the context's ids, a caller's `extra=`).
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
+# Ids we log (sessions, events) are short; a longer one came from outside and is cut to this.
+MAX_ID_LENGTH = 64
+_LONG_RUN = re.compile(rf"(\S{{{MAX_ID_LENGTH}}})\S{{{MAX_ID_LENGTH + 1},}}")
 
 
 def redact(text: str) -> str:
+    # Long runs first: a signed 200 KB session id is not worth 200 KB of log, and the patterns below
+    # backtrack over a run's length for every position in it.
+    if len(text) > 2 * MAX_ID_LENGTH:
+        text = _LONG_RUN.sub(r"\1…", text)
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
     return text
 
 
+def short_id(value: str | None) -> str | None:
+    """An id as we log it: at most MAX_ID_LENGTH characters, the rest marked as cut."""
+    return None if value is None else _cut(value)
+
+
+def _cut(value: str) -> str:
+    return value if len(value) <= MAX_ID_LENGTH else value[:MAX_ID_LENGTH] + "…"
+
+
 @contextmanager
 def log_context(**ids: str | None) -> Iterator[None]:
-    """Every record logged inside carries these ids (None ones are left out), in this thread or task
-    only; contexts nest, the inner adding to the outer."""
-    known = {name: value for name, value in ids.items() if value is not None}
+    """Every record logged inside carries these ids (None ones are left out, long ones cut), in this
+    thread or task only; contexts nest, the inner adding to the outer."""
+    known = {name: _cut(value) for name, value in ids.items() if value is not None}
     token = _context.set({**(_context.get() or {}), **known})
     try:
         yield
@@ -102,6 +118,30 @@ def resolve_format(configured: str | None, stream: Any = None) -> str:
         return configured
     isatty = getattr(stream or sys.stderr, "isatty", None)
     return "console" if isatty is not None and isatty() else "json"
+
+
+class ArgumentRedaction(logging.Filter):
+    """Scrubs a record's arguments in place, keeping their shape: uvicorn's access formatter unpacks
+    (client, method, path, version, status) from them, and the path may carry a token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif isinstance(record.msg, str) and not record.args:
+            record.msg = redact(record.msg)
+        return True
+
+
+SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error")
+
+
+def redact_server_logs() -> None:
+    """However the app is started (`serve`, `uvicorn receiver.app:app`, gunicorn with uvicorn workers),
+    the server's own access and error lines are scrubbed; idempotent."""
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ArgumentRedaction) for f in logger.filters):
+            logger.addFilter(ArgumentRedaction())
 
 
 def formatter(log_format: str = "json") -> logging.Formatter:

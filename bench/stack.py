@@ -60,6 +60,7 @@ class Stack:
             "FACESIGN_API_URL": self.sandbox_url,
             "FACESIGN_API_KEY": "bench",
             "FACESIGN_WEBHOOK_SECRET": SECRET,
+            "AUDIT_PSEUDONYM_KEY": "bench-pseudonym-key",
             "MAIL_BACKEND": MAIL_BACKEND,
             "MAIL_DIR": str(self.workdir / "mail"),
             "PYTHONUNBUFFERED": "1",

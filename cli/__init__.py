@@ -24,11 +24,22 @@ log = logging.getLogger("facesign_recovery")
 WORKER_SHUTDOWN_TIMEOUT_MS = 30_000
 
 
-def load_settings() -> Settings:
+def load_settings(**overrides: str) -> Settings:
+    """Settings from the environment; `overrides` are variables a command-line flag stands for."""
     try:
-        return Settings.from_env()
+        return Settings.from_env({**os.environ, **overrides} if overrides else None)
     except ConfigError as exc:
         raise click.ClickException(f"invalid configuration: {exc}") from None
+
+
+def load_service_settings() -> Settings:
+    """Settings for a long-running service: also the secrets it cannot run safely without."""
+    settings = load_settings()
+    try:
+        settings.check_service()
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from None
+    return settings
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -57,12 +68,13 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-def serve(host: str, port: int) -> None:
-    """The receiver; in embedded mode (no REDIS_URL) also the workers and the sandbox."""
+@click.option("--sandbox", is_flag=True, help="as FACESIGN_SANDBOX=1: the built-in FaceSign stand-in, on loopback")
+def serve(host: str, port: int, sandbox: bool) -> None:
+    """The receiver; in embedded mode (no REDIS_URL) also the workers; with --sandbox the FaceSign stand-in."""
     from cli.serve import run_serve
 
     setup_logging()
-    settings = load_settings()
+    settings = load_settings(FACESIGN_SANDBOX="1") if sandbox else load_settings()
     if not settings.public_base_url_given:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
         settings = replace(settings, public_base_url=f"http://{shown}:{port}")
@@ -82,7 +94,7 @@ def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
     """Dramatiq worker processes consuming from Redis."""
     from adapters.logs import resolve_format
 
-    settings = load_settings()
+    settings = load_service_settings()
     if settings.embedded:
         raise click.ClickException("REDIS_URL: required for `worker`; in embedded mode `serve` runs the workers")
     argv = [
@@ -147,7 +159,7 @@ def reconcile(once: bool) -> None:
     from usecases.reconcile import reconcile_once, run_forever
 
     setup_logging()
-    settings = load_settings()
+    settings = load_service_settings()
     deps = Deps.from_settings(settings)
     # Lost event deliveries go back to the workers; in embedded mode this process delivers them itself.
     deliver_event = None if settings.embedded else EventDeliveries(broker_for(settings)).enqueue_one
@@ -193,6 +205,29 @@ def db_upgrade() -> None:
     except Exception as exc:
         raise click.ClickException(f"migration failed: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     click.echo("database is at the latest schema")
+
+
+@db.command("check-grants")
+def db_check_grants() -> None:
+    """Exit 1 when DATABASE_URL's role can update, delete or truncate the audit log (PostgreSQL)."""
+    from adapters.db.grants import TOO_MUCH, audit_grants
+
+    grants = audit_grants(database())
+    if grants is None:
+        click.echo("check-grants does not apply: SQLite has no roles; protect the database file instead")
+        return
+    if grants.append_only:
+        click.echo(f"role {grants.role} can only read and append to the audit log: good")
+        return
+    problems = [f"can {privilege} decisions" for privilege in grants.excess]
+    if grants.owner:
+        problems.append("owns decisions (may drop it or disable its triggers)")
+    click.echo(
+        f"role {grants.role} {'; '.join(problems)}: run the service as a role with only SELECT, INSERT on "
+        f"decisions (REVOKE {', '.join(TOO_MUCH)} ON decisions FROM {grants.role})",
+        err=True,
+    )
+    sys.exit(1)
 
 
 @main.group()
@@ -247,6 +282,14 @@ def sandbox(host: str, port: int) -> None:
     secret = settings.webhook_secrets[0] if settings.webhook_secrets else secrets.token_hex(16)
     if not settings.webhook_secrets:
         click.echo(f"FACESIGN_WEBHOOK_SECRET is unset; the sandbox signs with: {secret}", err=True)
+    from cli.serve import is_loopback
+
+    if not is_loopback(host):
+        click.echo(
+            f"WARNING: the sandbox listens on {host}: anyone who reaches it can list the enrolled users and "
+            "approve any of them. Keep it on a private network (or on 127.0.0.1).",
+            err=True,
+        )
     run(host, port, f"{settings.public_base_url}/webhooks/facesign", secret)
 
 

@@ -70,7 +70,16 @@ def audit_query(
 
     settings = load_settings()
     db = database(settings)
-    digest = audit_log.digest_of(db, settings.audit_pseudonym_key, email) if email else None
+    digest = None
+    if email:
+        from adapters.db.pseudonyms import MissingPseudonymKey
+
+        try:
+            digest = audit_log.digest_of(db, settings.audit_pseudonym_key, email, sandbox=settings.sandbox_mode)
+        except MissingPseudonymKey:
+            raise click.ClickException(
+                "AUDIT_PSEUDONYM_KEY: required to look up by email (for a sandbox database, FACESIGN_SANDBOX=1)"
+            ) from None
     filters = Filters(since, until, outcome, reason, session_id, attempt_id, digest)
     with audit_log.streamed(db, operator(), "query", filters, limit) as records:
         write_records(records, fmt, sys.stdout)

@@ -6,6 +6,7 @@ import logging
 import secrets
 from contextlib import ExitStack
 from dataclasses import replace
+from ipaddress import ip_address
 from typing import Any
 
 import click
@@ -25,12 +26,24 @@ log = logging.getLogger("facesign_recovery.serve")
 
 BANNER = """
 ==================================================================
- FaceSign SANDBOX in use: FACESIGN_API_KEY is unset.
- No real face verification happens; a local stand-in answers at
+ !!! FaceSign SANDBOX in use (FACESIGN_SANDBOX=1 or --sandbox) !!!
+ No real face verification happens: a local stand-in answers at
    {url}
- Set FACESIGN_API_KEY and FACESIGN_WEBHOOK_SECRET for production.
+ and approves whichever identity the person at its page picks.
+ {key_line}
+ For production: unset FACESIGN_SANDBOX and set FACESIGN_API_KEY,
+ FACESIGN_WEBHOOK_SECRET and AUDIT_PSEUDONYM_KEY.
 ==================================================================
 """
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def start_sandbox(settings: Settings, stack: ExitStack, db: Database) -> Settings:
@@ -43,7 +56,12 @@ def start_sandbox(settings: Settings, stack: ExitStack, db: Database) -> Setting
     stack.callback(server.stop)
     for email, name in everyone(db):
         server.state.enroll(email, name or email.split("@")[0])
-    click.echo(BANNER.format(url=server.url), err=True)
+    key_line = (
+        "Pseudonyms use AUDIT_PSEUDONYM_KEY."
+        if settings.audit_pseudonym_key
+        else "Pseudonyms use the key stored in this database (sandbox only)."
+    )
+    click.echo(BANNER.format(url=server.url, key_line=key_line), err=True)
     return replace(settings, facesign_api_url=server.url, webhook_secrets=(secret, *settings.webhook_secrets[1:]))
 
 
@@ -81,11 +99,22 @@ def start_reconciler(deps: Deps, stack: ExitStack, deliver_event: Any = None) ->
     stack.callback(stop.set)
 
 
-def run_serve(settings: Settings, host: str, port: int) -> None:
+def check_start(settings: Settings, host: str) -> None:
+    """Refuse before anything starts: a bad FLOW_FILE, missing secrets, a sandbox reachable from afar."""
     try:
-        load_flow(settings.flow_file)  # a bad FLOW_FILE stops start-up before anything is started
+        load_flow(settings.flow_file)
+        settings.check_service()
     except ConfigError as exc:
         raise click.ClickException(f"invalid configuration: {exc}") from None
+    if settings.sandbox_mode and not is_loopback(host):
+        raise click.ClickException(
+            f"invalid configuration: --host {host}: the sandbox serves on loopback only (it approves anyone); "
+            "use --host 127.0.0.1, or a real FaceSign account for a shared deployment"
+        )
+
+
+def run_serve(settings: Settings, host: str, port: int) -> None:
+    check_start(settings, host)
     with ExitStack() as stack:
         db = Database.connect(settings.database_url, Timeouts.of(settings))
         if settings.embedded:
@@ -108,6 +137,15 @@ def run_serve(settings: Settings, host: str, port: int) -> None:
             err=True,
         )
         # log_config=None: uvicorn's lines go through the root logger, so they have our format and fields.
+        # Proxy headers are believed from FORWARDED_ALLOW_IPS only (never '*': see config.py).
         uvicorn.run(
-            app, host=host, port=port, log_level="info", log_config=None, access_log=False, timeout_graceful_shutdown=10
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
         )

@@ -52,6 +52,16 @@ def chain_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical(row)).hexdigest()
 
 
+def keyed_digest(key: bytes, value: str) -> str:
+    """Keyed pseudonym (HMAC-SHA256): checkable by a key holder, opaque to everyone else."""
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def email_digest(key: bytes, email: str) -> str:
-    """Keyed pseudonym of a normalised email: checkable by a key holder, opaque to everyone else."""
-    return hmac.new(key, email.strip().lower().encode("utf-8"), hashlib.sha256).hexdigest()
+    """Keyed pseudonym of a normalised email."""
+    return keyed_digest(key, email.strip().lower())
+
+
+def address_digest(key: bytes, address: str) -> str:
+    """Keyed pseudonym of a client address, in one spelling (`::FFFF:10.0.0.1` is `::ffff:10.0.0.1`)."""
+    return keyed_digest(key, address.strip().lower())

@@ -36,9 +36,14 @@ TABLE_COLUMNS = ("id", "decidedAt", "outcome", "reason", "sessionId", "attemptId
 
 def window(filters: Filters, now: datetime) -> tuple[Filters, list[date]]:
     """The days the chart covers: the filters' range, or the last DEFAULT_DAYS days."""
-    until = filters.until or datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(), UTC)
-    since = filters.since or until - timedelta(days=DEFAULT_DAYS)
-    first, last = since.date(), (until - timedelta(microseconds=1)).date()
+    try:
+        until = filters.until or datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(), UTC)
+        since = filters.since or until - timedelta(days=DEFAULT_DAYS)
+        first, last = since.date(), (until - timedelta(microseconds=1)).date()
+    except OverflowError:  # a range reaching before year 1 or after 9999
+        raise BadFilter("since/until: the dashboard covers years 1 to 9999 only") from None
+    if first > last:
+        raise BadFilter("since must be earlier than until")
     if (last - first).days + 1 > MAX_DAYS:
         raise BadFilter(f"the dashboard shows at most {MAX_DAYS} days; narrow since/until")
     return replace(filters, since=since, until=until), [

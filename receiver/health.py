@@ -7,8 +7,10 @@ Redis answers "not ready" in about a second instead of holding the probe.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
+from ipaddress import ip_address
 from typing import Any
 
 import anyio
@@ -70,8 +72,30 @@ def readyz_endpoint(services: Services, probes: Probes):  # type: ignore[no-unty
     return readyz
 
 
+def from_loopback(request: Request) -> bool:
+    """The (proxy-resolved) client is this host. Behind a proxy on loopback, the proxy must send
+    X-Forwarded-For, or every outside client would look local."""
+    try:
+        return request.client is not None and ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False  # a unix socket or a test client's made-up name: not provably local
+
+
+def carries_token(request: Request, token: str | None) -> bool:
+    if not token:
+        return False
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 def metrics_endpoint(services: Services, probes: Probes):  # type: ignore[no-untyped-def]
-    async def metrics(_: Request) -> Response:
+    token = services.settings.metrics_token
+
+    async def metrics(request: Request) -> Response:
+        # Operators only: the counts say why faces are refused, which helps whoever tunes a deepfake.
+        # Everyone else is told there is nothing here.
+        if not (from_loopback(request) or carries_token(request, token)):
+            return Response("not found", status_code=404, media_type="text/plain")
         body = await probes.run(services.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from adapters.db.engine import DatabaseUnavailable
 from adapters.facesign.client import FaceSignError
 from adapters.ratelimit import PerMinute
+from receiver.bodies import BodyError, json_body
 from receiver.services import Services
 from receiver.vendor_calls import Busy, VendorCalls
 from usecases.recoveries import KINDS, recovery_status, start_recovery
@@ -39,19 +40,24 @@ class Recoveries:
         self.services = services
         settings = services.settings
         self.per_address = PerMinute("recoveries", settings.recoveries_per_minute, settings.redis_url)
+        # All clients together: behind a shared proxy one address could otherwise spend the vendor budget.
+        self.everyone = PerMinute("recoveries-total", settings.recoveries_per_minute_total, settings.redis_url)
         self.vendor = VendorCalls(settings.recovery_start_concurrency, settings.recovery_start_timeout)
         self.refused = services.metrics.recovery_starts_refused
 
     async def create(self, request: Request) -> Response:
         address = client_address(request)
-        retry_after = await run_in_threadpool(self.per_address.hit, address)  # with Redis, a network call
+        retry_after = await run_in_threadpool(self._hit, address)  # with Redis, a network call
         if retry_after is not None:
             return _error(429, "too many recoveries started; try again later", {"Retry-After": str(retry_after)})
-        body = await request.body()
+        try:
+            body = await json_body(request, MAX_BODY, self.services.settings.body_read_timeout)
+        except BodyError as exc:
+            return exc.response()
         kind = "forgot_password"
         if body.strip():
             try:
-                payload = json.loads(body) if len(body) <= MAX_BODY else None
+                payload = json.loads(body)
             except (ValueError, UnicodeDecodeError):
                 payload = None
             if not isinstance(payload, dict):
@@ -61,7 +67,7 @@ class Recoveries:
                 return _error(400, f"type must be one of: {', '.join(KINDS)}")
         deps, now = self.services.deps, datetime.now(UTC)
         try:
-            started = await self.vendor.run(partial(start_recovery, deps, kind, now))
+            started = await self.vendor.run(partial(start_recovery, deps, kind, now, client=address))
         except Busy:
             self.refused.labels("busy").inc()
             log.warning("recovery not started: every FaceSign slot stayed busy for the whole budget")
@@ -75,6 +81,10 @@ class Recoveries:
             log.warning("recovery not started: database unavailable (%s)", exc)
             return _error(503, "service unavailable, try again shortly", RETRY_AFTER)
         return JSONResponse(started, status_code=201)
+
+    def _hit(self, address: str) -> int | None:
+        """Seconds to wait, or None: this address's limit first, then everyone's."""
+        return self.per_address.hit(address) or self.everyone.hit("all")
 
     async def status(self, request: Request) -> Response:
         attempt_id = request.path_params["attempt_id"]

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from adapters.logs import log_context
 from adapters.queue.broker import EnqueueError, QueueFullError
 from domain import signature
+from receiver.bodies import BodyError, ClientGone, read_limited
 from receiver.services import Services
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,18 @@ _RECEIVED_START = {
 _RECEIVED_BODY = {"type": "http.response.body", "body": RECEIVED}
 _SIGNATURE = signature.HEADER.lower().encode("latin-1")
 _LEGACY_SIGNATURE = signature.LEGACY_HEADER.lower().encode("latin-1")
-RESULTS = ("accepted", "ignored", "too_large", "invalid_signature", "bad_request", "unavailable", "queue_full")
+RESULTS = (
+    "accepted",
+    "ignored",
+    "too_large",
+    "timed_out",
+    "aborted",
+    "invalid_signature",
+    "bad_request",
+    "unavailable",
+    "queue_full",
+)
+_BODY_RESULTS = {413: "too_large", 408: "timed_out"}
 
 
 def _error(status: int, message: str) -> Response:
@@ -49,26 +61,6 @@ def _headers(scope: Scope) -> tuple[bytes | None, str | None]:
             legacy = legacy or value
     header = current or legacy
     return length, header.decode("latin-1") if header else None
-
-
-async def _read_limited(receive: Receive, declared: bytes | None, limit: int) -> bytes | None:
-    """The body, or None as soon as it is known to exceed the limit (never read whole)."""
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                return None
-        except ValueError:
-            pass
-    body = b""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionAbortedError("client went away mid-body")
-        body += bytes(message.get("body", b""))
-        if len(body) > limit:
-            return None
-        if not message.get("more_body", False):
-            return body
 
 
 def _session_event(body: bytes, signed_at: int) -> tuple[int, str, str | None, int] | None:
@@ -118,10 +110,15 @@ class WebhookEndpoint:
         """SPEC 4.1 in order; None means 200 `{"received": true}`."""
         settings, results = self.settings, self.results
         declared, header = _headers(scope)
-        body = await _read_limited(receive, declared, settings.webhook_max_bytes)
-        if body is None:
-            results["too_large"].inc()
-            return _error(413, "payload too large")
+        try:
+            body = await read_limited(receive, declared, settings.webhook_max_bytes, settings.body_read_timeout)
+        except ClientGone as exc:
+            results["aborted"].inc()
+            log.debug("webhook client went away mid-body")
+            return exc.response()  # nobody reads it: the server drops what is sent after a disconnect
+        except BodyError as exc:
+            results[_BODY_RESULTS.get(exc.status, "bad_request")].inc()
+            return exc.response()
         verdict = signature.verify(header, body, settings.webhook_secrets, time.time(), settings.webhook_tolerance)
         if not verdict.ok:
             results["invalid_signature"].inc()

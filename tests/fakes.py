@@ -85,7 +85,12 @@ def migrated(database_url: str) -> Database:
     return db
 
 
+# Outside the sandbox the pseudonym key must be configured; tests run as production would.
+TEST_PSEUDONYM_KEY = "test-pseudonym-key"
+
+
 def make_deps(database_url: str, mail_dir: str, **overrides: Any) -> tuple[Deps, FakeFaceSign]:
+    overrides.setdefault("audit_pseudonym_key", TEST_PSEUDONYM_KEY)
     settings = Settings(database_url=database_url, mail_backend="file", mail_dir=mail_dir, **overrides)
     fake = FakeFaceSign()
     deps = Deps(settings=settings, db=migrated(database_url), facesign=fake, mailer=FileMailer(mail_dir))  # type: ignore[arg-type]
@@ -122,9 +127,13 @@ def append_decision(
 
 def make_services(settings: Settings, *, db: Database | None = None, facesign: Any = None, events: Any = None) -> Any:
     """The receiver's services over a migrated database, with stand-ins where a test gives none."""
+    from dataclasses import replace
+
     from adapters.mail.backends import ConsoleMailer
     from receiver.services import Services
 
+    if settings.audit_pseudonym_key is None and not settings.sandbox_mode:
+        settings = replace(settings, audit_pseudonym_key=TEST_PSEUDONYM_KEY)
     deps = Deps(
         settings=settings,
         db=db or migrated(settings.database_url),

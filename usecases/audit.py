@@ -57,10 +57,10 @@ def streamed(
         yield audit_log.records(session, filters, limit)
 
 
-def digest_of(db: Database, configured_key: str | None, email: str) -> str:
-    """The audit log's pseudonym of an email address, to filter on it."""
+def digest_of(db: Database, configured_key: str | None, email: str, *, sandbox: bool = False) -> str:
+    """The audit log's pseudonym of an email address, to filter on it (the stored key in the sandbox only)."""
     with db.reading() as session:
-        return email_digest(pseudonym_key(session, configured_key), email)
+        return email_digest(pseudonym_key(session, configured_key, allow_stored=sandbox), email)
 
 
 def verify_chain(db: Database, anchor: Anchor | None = None, start: Anchor | None = None) -> Verdict:

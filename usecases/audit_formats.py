@@ -22,6 +22,18 @@ TABLE_FIELDS = (
 )
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (`=HYPERLINK(...)`, `@SUM(...)`),
+# and a leading tab or carriage return can hide that. Such cells get a leading apostrophe, which
+# spreadsheets show as text. Only the CSV changes: JSON lines stay byte-exact, the verifiable form.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def write_records(records: Iterable[Mapping[str, Any]], fmt: str, out: TextIO) -> int:
     count = 0
     if fmt == "jsonl":
@@ -29,10 +41,12 @@ def write_records(records: Iterable[Mapping[str, Any]], fmt: str, out: TextIO) -
             out.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")
             count += 1
     elif fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=RECORD_FIELDS, lineterminator="\n")
+        # CRLF as RFC 4180 has it; it also makes the writer quote any cell holding a CR, which with a
+        # bare LF terminator it would leave unquoted, letting a value start a new row of its choosing.
+        writer = csv.DictWriter(out, fieldnames=RECORD_FIELDS, lineterminator="\r\n")
         writer.writeheader()
         for record in records:
-            writer.writerow(record)
+            writer.writerow({name: spreadsheet_safe(value) for name, value in record.items()})
             count += 1
     else:
         out.write("  ".join(TABLE_FIELDS) + "\n")

@@ -68,7 +68,9 @@ class Deps:
         with self._digest_lock:
             if self._digest_key is None:
                 with self.db.reading() as session:
-                    self._digest_key = pseudonym_key(session, self.settings.audit_pseudonym_key)
+                    self._digest_key = pseudonym_key(
+                        session, self.settings.audit_pseudonym_key, allow_stored=self.settings.sandbox_mode
+                    )
             return self._digest_key
 
     def close(self) -> None:

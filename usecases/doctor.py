@@ -33,13 +33,10 @@ class Check:
 
 
 def check_configuration(settings: Settings) -> Check:
-    if not settings.sandbox_mode and not settings.audit_pseudonym_key:
-        return Check(
-            "configuration",
-            False,
-            "AUDIT_PSEUDONYM_KEY is unset: the audit log's email digests use a key kept in the database itself",
-            "set AUDIT_PSEUDONYM_KEY to a long random value (e.g. `openssl rand -hex 32`) before the first decision",
-        )
+    try:
+        settings.check_service()  # what `serve`, `worker` and `reconcile` refuse to start without
+    except ConfigError as exc:
+        return Check("configuration", False, str(exc), "set it in the environment (docs/configuration.md)")
     mode = "embedded (no REDIS_URL)" if settings.embedded else "Redis"
     vendor = "the built-in sandbox" if settings.sandbox_mode else settings.facesign_api_url
     return Check("configuration", True, f"valid; {mode} mode, FaceSign at {vendor}")

@@ -12,6 +12,7 @@ from adapters.db import attempts, tokens
 from adapters.facesign.client import FaceSignError
 from adapters.logs import log_context
 from domain.app_events import redeemed_event
+from domain.audit_chain import address_digest
 from domain.rules import deadline
 from domain.times import format_time
 from usecases import app_events
@@ -32,17 +33,21 @@ class StartedRecovery(TypedDict):
     expiresAt: str
 
 
-def start_recovery(deps: Deps, kind: str, now: datetime, *, budget: float | None = None) -> StartedRecovery:
+def start_recovery(
+    deps: Deps, kind: str, now: datetime, *, budget: float | None = None, client: str | None = None
+) -> StartedRecovery:
     """Write the attempt, then create its FaceSign session, then give the attempt the session.
 
     The attempt is written first, so a database outage (DatabaseUnavailable) costs no vendor session.
     When FaceSign cannot create the session (FaceSignError), the attempt is closed as `failed` at once;
     if even that write fails, the reconciler closes it later (`close_unstarted`). `budget`: seconds
-    the vendor call may take in all.
+    the vendor call may take in all. `client`: the caller's address, kept only as a keyed digest.
     """
     attempt_id = secrets.token_urlsafe(24)  # 192 random bits: unguessable, never sequential
     with deps.db.transaction() as session:
-        attempts.create_attempt(session, attempt_id, None, deps.flow, None, now, kind)
+        attempts.create_attempt(
+            session, attempt_id, None, deps.flow, None, now, kind, client_digest=_client_digest(deps, client)
+        )
     try:
         answer = deps.facesign.create_session(
             attempt_id, {"recoveryType": kind, "requestedAt": format_time(now)}, deps.flow, budget=budget
@@ -96,15 +101,22 @@ def recovery_status(deps: Deps, attempt_id: str, now: datetime) -> str | None:
 
 
 def redeem_reset_token(
-    deps: Deps, token: str, now: datetime, enqueue: Callable[[Sequence[int]], object] | None = None
+    deps: Deps,
+    token: str,
+    now: datetime,
+    enqueue: Callable[[Sequence[int]], object] | None = None,
+    *,
+    client: str | None = None,
 ) -> str | None:
     """The user id, exactly once per unexpired token; None for anything else.
 
     The application's `reset_token.redeemed` event is written in the same transaction; `enqueue`
     hands its deliveries to the workers once committed (the reconciler finds any it misses).
+    `client` as for start_recovery.
     """
+    digest = _client_digest(deps, client)
     with deps.db.transaction() as session:
-        user_id = tokens.redeem(session, token, now)
+        user_id = tokens.redeem(session, token, now, client_digest=digest)
         if user_id is None:
             return None
         attempt_id, session_id = tokens.attempt_of(session, token)
@@ -112,3 +124,7 @@ def redeem_reset_token(
     if deliveries and enqueue is not None:
         enqueue(deliveries)
     return user_id
+
+
+def _client_digest(deps: Deps, client: str | None) -> str | None:
+    return address_digest(deps.digest_key(), client) if client else None

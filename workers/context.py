@@ -23,5 +23,6 @@ def current() -> Deps:
     with _guard:
         if _current is None:
             settings = Settings.from_env()
+            settings.check_service()
             _current = Deps.from_settings(settings, threads=settings.worker_threads)
         return _current

@@ -26,6 +26,8 @@ def create_attempt(
     session_url: str | None,
     now: datetime,
     kind: str = "forgot_password",
+    *,
+    client_digest: str | None = None,
 ) -> None:
     """A pending attempt; without a session id until FaceSign has created its session (`attach_session`)."""
     session.add(
@@ -40,6 +42,7 @@ def create_attempt(
             created_at=now,
             next_check_at=now,
             checks=0,
+            client_digest=client_digest,
         )
     )
     session.flush()

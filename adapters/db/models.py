@@ -37,6 +37,7 @@ class RecoveryAttempt(Base):
     checks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The latest signed status-event time held for a session whose event could not be acted on at once.
     last_event_at: Mapped[datetime | None]
+    client_digest: Mapped[str | None] = mapped_column(String(64))  # keyed digest of who started it
 
     __table_args__ = (Index("ix_recovery_attempts_status_next_check", "status", "next_check_at"),)
 
@@ -78,16 +79,17 @@ class ResetToken(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+    redeemed_client_digest: Mapped[str | None] = mapped_column(String(64))  # keyed digest of who redeemed it
 
 
 class OutgoingMail(Base):
-    """The outbox. `reset_url` holds the only copy of the raw token and is wiped once sent."""
+    """The outbox. `reset_url` holds the only copy of the raw token; it and the address are wiped once sent."""
 
     __tablename__ = "outgoing_mail"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     attempt_id: Mapped[str] = mapped_column(ForeignKey("recovery_attempts.id"), unique=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
-    to_address: Mapped[str] = mapped_column(String(320))
+    to_address: Mapped[str | None] = mapped_column(String(320))
     reset_url: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), index=True)  # pending, sending, sent
     created_at: Mapped[datetime]

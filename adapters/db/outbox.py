@@ -106,13 +106,17 @@ def claim(session: Session, mail_id: str, now: datetime) -> Claimed | None:
         .values(status=SENDING, sending_at=now)
         .returning(OutgoingMail.to_address, OutgoingMail.reset_url, OutgoingMail.kind, OutgoingMail.details)
     ).first()
-    return Claimed(row.to_address, row.reset_url, row.kind, row.details) if row else None
+    # Only pending mails are claimed, and only sent ones lose their address.
+    return Claimed(row.to_address or "", row.reset_url, row.kind, row.details) if row else None
 
 
 def mark_sent(session: Session, mail_id: str, now: datetime) -> None:
-    """Sent: the link (the only copy of the raw token) is wiped."""
+    """Sent: the link (the only copy of the raw token) and the address are wiped; the mail's row keeps
+    who it was for (`user_id`) and when, which is all the log needs."""
     session.execute(
-        update(OutgoingMail).where(OutgoingMail.id == mail_id).values(status=SENT, sent_at=now, reset_url=None)
+        update(OutgoingMail)
+        .where(OutgoingMail.id == mail_id)
+        .values(status=SENT, sent_at=now, reset_url=None, to_address=None)
     )
 
 

@@ -14,7 +14,7 @@ from domain.tokens import token_hash
 MAX_TOKEN_LENGTH = 256
 
 
-def redeem(session: Session, token: str, now: datetime) -> str | None:
+def redeem(session: Session, token: str, now: datetime, *, client_digest: str | None = None) -> str | None:
     """Mark the token used and return its user id, or None for an unknown, used or expired token.
 
     One conditional UPDATE decides it: of any number of concurrent redemptions exactly one
@@ -30,7 +30,7 @@ def redeem(session: Session, token: str, now: datetime) -> str | None:
             ResetToken.used_at.is_(None),
             ResetToken.expires_at > now,
         )
-        .values(used_at=now)
+        .values(used_at=now, redeemed_client_digest=client_digest)
         .returning(ResetToken.user_id)
     )
     return result.scalar_one_or_none()

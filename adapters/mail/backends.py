@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from email.message import EmailMessage
 from pathlib import Path
@@ -31,7 +32,11 @@ class ConsoleMailer:
 
 
 class FileMailer:
-    """One RFC 5322 `.eml` file per message, named by mail id and written atomically."""
+    """One RFC 5322 `.eml` file per message, named by mail id and written atomically.
+
+    Each file holds a live reset link, so it is readable by this service's user only (0600, in a
+    directory made 0700 when this creates it), whatever the process's umask.
+    """
 
     idempotent = True
 
@@ -39,10 +44,13 @@ class FileMailer:
         self.directory = Path(directory)
 
     def send(self, message: EmailMessage) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         name = f"{message[MAIL_ID_HEADER] or secrets.token_hex(8)}.eml"
         temporary = self.directory / f".{name}.tmp"
-        temporary.write_bytes(bytes(message))
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as out:
+            os.fchmod(out.fileno(), 0o600)  # an existing leftover keeps its old mode through O_CREAT
+            out.write(bytes(message))
         temporary.replace(self.directory / name)
 
 

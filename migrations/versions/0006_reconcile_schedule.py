@@ -5,7 +5,7 @@ often it has asked (its backoff). `last_event_at`: the latest signed FaceSign st
 for an attempt whose event could not be acted on at once (the evidence of when its session finished).
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-30 10:00:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

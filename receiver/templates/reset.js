@@ -2,7 +2,10 @@
 (function () {
   "use strict";
   var el = function (id) { return document.getElementById(id); };
-  var token = new URLSearchParams(window.location.search).get("token") || "";
+  // Links carry the token in the fragment, which browsers never send to a server; links from older
+  // emails carry it in the query, and still work.
+  var token = new URLSearchParams(window.location.hash.replace(/^#/, "")).get("token") ||
+    new URLSearchParams(window.location.search).get("token") || "";
 
   function show(kind, title, text) {
     el("reset-result").hidden = false;

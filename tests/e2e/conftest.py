@@ -67,8 +67,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     return report
 
 
+SERVICE_PREFIXES = ("FACESIGN_", "REDIS_", "DATABASE_", "AUDIT_", "METRICS_", "ALLOWED_ORIGINS", "FORWARDED_")
+
+
 def base_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACESIGN_", "REDIS_", "DATABASE_"))}
+    """This machine's environment without the service's own settings, plus `extra`. The pseudonym key
+    is set as in production (FACESIGN_SANDBOX=1 in `extra` is what turns on the built-in sandbox)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SERVICE_PREFIXES)}
+    env["AUDIT_PSEUDONYM_KEY"] = "e2e-pseudonym-key"
     env.update(extra)
     return env
 

@@ -82,9 +82,11 @@ def start_serve(processes: Processes, tmp_path: Path, **env: str) -> tuple[str, 
     port = free_port()
     environment = base_env(
         DATABASE_URL=f"sqlite:///{tmp_path}/fuzz.db",
+        FACESIGN_SANDBOX="1",
         SANDBOX_PORT=str(free_port()),
         FACESIGN_WEBHOOK_SECRET=SECRET,
         RECOVERIES_PER_MINUTE="100000",  # the stateful runs start many recoveries from one address
+        RECOVERIES_PER_MINUTE_TOTAL="100000",
         MAIL_BACKEND="file",
         MAIL_DIR=str(tmp_path / "mail"),
         **env,

@@ -50,7 +50,13 @@ def browser() -> Iterator[Any]:
 def dashboard(processes: Processes, tmp_path: Path) -> Iterator[dict[str, Any]]:
     port = free_port()
     url = f"sqlite:///{tmp_path}/dash.db"
-    env = base_env(DATABASE_URL=url, SANDBOX_PORT=str(free_port()), MAIL_BACKEND="file", MAIL_DIR=str(tmp_path))
+    env = base_env(
+        DATABASE_URL=url,
+        SANDBOX_PORT=str(free_port()),
+        MAIL_BACKEND="file",
+        MAIL_DIR=str(tmp_path),
+        FACESIGN_SANDBOX="1",
+    )
     assert processes.run(env, "db", "upgrade").returncode == 0
     # 96 decisions an hour apart ending now: the last four days, so "last week" holds all of them.
     now = datetime.now(UTC).replace(microsecond=0)

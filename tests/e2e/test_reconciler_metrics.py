@@ -14,7 +14,12 @@ from tests.e2e.conftest import Processes, base_env, wait_http
 
 def test_reconcile_serves_its_last_pass_and_the_chain_verdict(processes: Processes, tmp_path: Path) -> None:
     port = free_port()
-    env = base_env(DATABASE_URL=f"sqlite:///{tmp_path}/r.db", RECONCILE_INTERVAL="1", RECONCILER_METRICS_PORT=str(port))
+    env = base_env(
+        DATABASE_URL=f"sqlite:///{tmp_path}/r.db",
+        FACESIGN_SANDBOX="1",
+        RECONCILE_INTERVAL="1",
+        RECONCILER_METRICS_PORT=str(port),
+    )
     assert processes.run(env, "db", "upgrade").returncode == 0
     started = time.time()
     processes.start("reconcile", env, "reconcile")

@@ -54,6 +54,17 @@ def reset_link(mail_dir: Path) -> str:
     return match.group(0)
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of this machine's listening TCP sockets on `port` (IPv4, from /proc)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            found.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
+
+
 def test_embedded_serve_with_sandbox(processes: Processes, tmp_path: Path) -> None:
     port, sandbox_port = free_port(), free_port()
     env = base_env(
@@ -61,6 +72,7 @@ def test_embedded_serve_with_sandbox(processes: Processes, tmp_path: Path) -> No
         MAIL_BACKEND="file",
         MAIL_DIR=str(tmp_path / "mail"),
         SANDBOX_PORT=str(sandbox_port),
+        FACESIGN_SANDBOX="1",
     )
     assert processes.run(env, "db", "upgrade").returncode == 0
     added = processes.run(env, "users", "add", "Ada@Example.com", "--id", "ada", "--name", "Ada")
@@ -80,9 +92,14 @@ def test_embedded_serve_with_sandbox(processes: Processes, tmp_path: Path) -> No
     assert rows[approved_id]["reason"] == "verified" and rows[approved_id]["matchedUserId"] == "ada"
     assert rows[denied_id]["reason"] == "deepfake_detected"
     assert all(str(row["eventId"]).startswith("evt_") for row in rows.values())
-    assert reset_link(tmp_path / "mail").startswith(f"{base}/reset?token=")
+    assert reset_link(tmp_path / "mail").startswith(f"{base}/reset#token=")
     metrics = requests.get(f"{base}/metrics", timeout=5).text
     assert 'facesign_decisions_total{outcome="approved",reason="verified"} 1.0' in metrics
+    # A client behind a proxy on this host is not local: serve believes X-Forwarded-For from loopback.
+    proxied = requests.get(f"{base}/metrics", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=5)
+    assert proxied.status_code == 404 and "facesign" not in proxied.text
+    assert "FaceSign SANDBOX in use" in processes.logs()  # said loudly
+    assert listening_addresses(sandbox_port) == {"127.0.0.1"}  # the stand-in is reachable from this host only
 
 
 def test_redis_mode_with_separate_worker(

@@ -19,7 +19,7 @@ from adapters.mail.backends import FileMailer
 from config import Settings
 from domain import rules
 from domain.report import parse_session
-from tests.fakes import FakeFaceSign, append_decision, make_deps, seed_attempt
+from tests.fakes import TEST_PSEUDONYM_KEY, FakeFaceSign, append_decision, make_deps, seed_attempt
 from tests.integration.test_audit_rows import cli
 from tests.unit.test_audit_api import audit_app, auth
 from usecases import decide
@@ -32,7 +32,9 @@ PER_PROCESS = 12
 def decide_in_child(database_url: str, mail_dir: str, worker: int, barrier: Any) -> None:
     """One worker process: decides its own attempts through the real decision path, all at once with the others."""
     deps = Deps(
-        settings=Settings(database_url=database_url, mail_backend="file", mail_dir=mail_dir),
+        settings=Settings(
+            database_url=database_url, mail_backend="file", mail_dir=mail_dir, audit_pseudonym_key=TEST_PSEUDONYM_KEY
+        ),
         db=Database.connect(database_url),
         facesign=FakeFaceSign(),  # type: ignore[arg-type]
         mailer=FileMailer(mail_dir),

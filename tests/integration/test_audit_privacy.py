@@ -9,7 +9,6 @@ from sqlalchemy import select
 
 from adapters.db.audit_log import to_record
 from adapters.db.models import Decision
-from adapters.db.pseudonyms import pseudonym_key
 from domain.audit_chain import email_digest
 from tests.fakes import make_deps, seed_attempt
 from usecases import decide as decisions
@@ -26,7 +25,7 @@ def test_worker_decisions_keep_nothing_personal(database_url: str, tmp_path: Pat
         decisions.process_session_event(deps, session_id, "evt", "msg")
     with deps.db.reading() as session:
         rows = session.scalars(select(Decision).order_by(Decision.id)).all()
-        key = pseudonym_key(session, None)
+    key = deps.digest_key()
     records = [to_record(row) for row in rows]
     assert [r["outcome"] for r in records] == ["approved", "denied"]
     dumped = json.dumps(records).lower()

@@ -89,7 +89,7 @@ def test_statement_timeout_is_set_on_every_connection(postgres_url: str) -> None
 def receiver_on(url: str, facesign: FakeFaceSign) -> tuple[TestClient, Any]:
     settings = Settings(database_url=url, webhook_secrets=("s",))
     services = make_services(settings, db=Database.connect(url, TIMEOUTS), facesign=facesign)
-    return TestClient(create_app(services), raise_server_exceptions=False), services
+    return TestClient(create_app(services), raise_server_exceptions=False, client=("127.0.0.1", 50000)), services
 
 
 def collector_up(metrics_text: str, collector: str) -> float:

@@ -19,7 +19,7 @@ from cli import main
 from config import Settings
 from domain.flow import build_recovery_flow
 from domain.report import parse_session
-from tests.fakes import FakeFaceSign, make_deps
+from tests.fakes import TEST_PSEUDONYM_KEY, FakeFaceSign, make_deps
 from usecases import decide
 from usecases.deps import Deps
 
@@ -50,7 +50,11 @@ def decide_in_child(database_url: str, mail_dir: str, attempt_ids: list[str], ba
     """One worker process deciding its share of the attacks, all workers at once."""
     deps = Deps(
         settings=Settings(
-            database_url=database_url, mail_backend="file", mail_dir=mail_dir, require_conversation_confirmation=True
+            database_url=database_url,
+            mail_backend="file",
+            mail_dir=mail_dir,
+            require_conversation_confirmation=True,
+            audit_pseudonym_key=TEST_PSEUDONYM_KEY,
         ),
         db=Database.connect(database_url),
         facesign=FakeFaceSign(),  # type: ignore[arg-type]

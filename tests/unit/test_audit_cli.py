@@ -21,8 +21,9 @@ from domain.audit_chain import email_digest
 from tests.fakes import append_decision, migrated
 
 
-def run(url: str, *args: str, key: str = "") -> Any:
-    return CliRunner().invoke(main, list(args), env={"DATABASE_URL": url, "AUDIT_PSEUDONYM_KEY": key})
+def run(url: str, *args: str, key: str = "", sandbox: str = "1") -> Any:
+    env = {"DATABASE_URL": url, "AUDIT_PSEUDONYM_KEY": key, "FACESIGN_SANDBOX": sandbox}
+    return CliRunner().invoke(main, list(args), env=env)
 
 
 def database(tmp_path: Path) -> str:
@@ -45,7 +46,7 @@ def decide(url: str, name: str, email: str, configured_key: str | None = None) -
             decided_at=now,
             event_id=None,
             message_id=None,
-            digest_key=pseudonym_key(session, configured_key),
+            digest_key=pseudonym_key(session, configured_key, allow_stored=True),
         )
 
 
@@ -91,11 +92,20 @@ def test_query_by_email_digests_it_locally(tmp_path: Path) -> None:
     assert run(url, "audit", "query", "--email", "eve@example.com", "--format", "jsonl").stdout == ""
     with Database.connect(url).reading() as session:
         entries = session.scalars(select(AuditAccess)).all()
-        key = pseudonym_key(session, None)
+        key = pseudonym_key(session, None, allow_stored=True)
     # the access log keeps the digest that was looked for, never the email itself
     assert entries[0].filters == {"email_digest": email_digest(key, "quinn@example.com")}
     assert entries[0].auditor.startswith("cli:") and entries[0].action == "query"
     assert "example.com" not in json.dumps([e.filters for e in entries])
+
+
+def test_outside_the_sandbox_an_email_lookup_needs_the_configured_key(tmp_path: Path) -> None:
+    url = database(tmp_path)
+    decide(url, "a1", "quinn@example.com", configured_key="configured-secret")
+    refused = run(url, "audit", "query", "--email", "quinn@example.com", sandbox="0")
+    assert refused.exit_code == 1 and "AUDIT_PSEUDONYM_KEY" in refused.output
+    found = run(url, "audit", "query", "--email", "quinn@example.com", "--format", "jsonl", key="configured-secret")
+    assert json.loads(found.stdout)["attemptId"] == "a1"
 
 
 def test_query_by_email_uses_the_configured_key(tmp_path: Path) -> None:
@@ -140,3 +150,15 @@ def test_access_log_lists_reads_newest_first(tmp_path: Path) -> None:
     assert len(lines) == 2
     assert " export " in lines[0] and '"until":"2030-01-01T00:00:00+00:00"' in lines[0]
     assert " query " in lines[1] and '"outcome":"denied"' in lines[1]
+
+
+def test_the_access_log_names_the_os_account_not_what_user_claims(tmp_path: Path) -> None:
+    import os
+    import pwd
+
+    url = database(tmp_path)
+    env = {"DATABASE_URL": url, "USER": "mallory", "LOGNAME": "mallory", "FACESIGN_SANDBOX": "1"}
+    assert CliRunner().invoke(main, ["audit", "query"], env=env).exit_code == 0
+    with Database.connect(url).reading() as session:
+        [entry] = session.scalars(select(AuditAccess)).all()
+    assert entry.auditor == f"cli:{pwd.getpwuid(os.getuid()).pw_name}" and "mallory" not in entry.auditor

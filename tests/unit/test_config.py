@@ -32,6 +32,12 @@ VARIABLES = (
     "WORKER_THREADS",
     "FACESIGN_TIMEOUT",
     "RECOVERIES_PER_MINUTE",
+    "FACESIGN_SANDBOX",
+    "METRICS_TOKEN",
+    "ALLOWED_ORIGINS",
+    "RECOVERIES_PER_MINUTE_TOTAL",
+    "FORWARDED_ALLOW_IPS",
+    "REQUEST_BODY_TIMEOUT",
 )
 LIVE = {"FACESIGN_API_KEY": "fs_live_key", "FACESIGN_WEBHOOK_SECRET": "whsec_1"}
 
@@ -47,7 +53,7 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.webhook_tolerance == 300
     assert settings.webhook_max_bytes == 262144
     assert settings.public_base_url == "http://127.0.0.1:8000"
-    assert settings.reset_url_template == "{PUBLIC_BASE_URL}/reset?token={token}"
+    assert settings.reset_url_template == "{PUBLIC_BASE_URL}/reset#token={token}"
     assert settings.reset_token_ttl == 900
     assert settings.attempt_ttl == 1800
     assert settings.reconcile_after == 60
@@ -56,7 +62,7 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.smtp_url is None
     assert settings.audit_pseudonym_key is None
     assert settings.require_conversation_confirmation is False
-    assert settings.sandbox_mode is True
+    assert settings.sandbox_mode is False  # the sandbox only when asked for
     assert settings.embedded is True
 
 
@@ -170,11 +176,11 @@ def test_secret_allowed_in_sandbox_mode() -> None:
 @pytest.mark.parametrize(
     ("env", "token", "expected"),
     [
-        pytest.param({}, "tok123", "http://127.0.0.1:8000/reset?token=tok123", id="default"),
+        pytest.param({}, "tok123", "http://127.0.0.1:8000/reset#token=tok123", id="default"),
         pytest.param(
             {"PUBLIC_BASE_URL": "https://recover.example.com/"},
             "abc",
-            "https://recover.example.com/reset?token=abc",
+            "https://recover.example.com/reset#token=abc",
             id="base-url-trailing-slash",
         ),
         pytest.param(
@@ -241,6 +247,14 @@ BAD: list[tuple[str, dict[str, str], str]] = [
     ("db-statement-timeout-word", {"DATABASE_STATEMENT_TIMEOUT": "ten"}, "DATABASE_STATEMENT_TIMEOUT"),
     ("db-keepalives-zero", {"DATABASE_KEEPALIVES_IDLE": "0"}, "DATABASE_KEEPALIVES_IDLE"),
     ("worker-redis-timeout-zero", {"WORKER_REDIS_TIMEOUT": "0"}, "WORKER_REDIS_TIMEOUT"),
+    ("sandbox-maybe", {"FACESIGN_SANDBOX": "maybe"}, "FACESIGN_SANDBOX"),
+    ("forwarded-any", {"FORWARDED_ALLOW_IPS": "*"}, "FORWARDED_ALLOW_IPS"),
+    ("forwarded-any-in-list", {"FORWARDED_ALLOW_IPS": "10.0.0.1, *"}, "FORWARDED_ALLOW_IPS"),
+    ("forwarded-name", {"FORWARDED_ALLOW_IPS": "proxy.internal"}, "FORWARDED_ALLOW_IPS"),
+    ("origins-with-path", {"ALLOWED_ORIGINS": "https://app.example.com/login"}, "ALLOWED_ORIGINS"),
+    ("origins-bare-host", {"ALLOWED_ORIGINS": "app.example.com"}, "ALLOWED_ORIGINS"),
+    ("total-zero", {"RECOVERIES_PER_MINUTE_TOTAL": "0"}, "RECOVERIES_PER_MINUTE_TOTAL"),
+    ("body-timeout-zero", {"REQUEST_BODY_TIMEOUT": "0"}, "REQUEST_BODY_TIMEOUT"),
 ]
 
 
@@ -304,3 +318,99 @@ def test_operator_settings_log_format_reconciler_metrics_and_chain_check() -> No
     ):
         with pytest.raises(ConfigError, match=f"^{variable}: "):
             Settings.from_env({variable: value})
+
+
+# A running service: the sandbox only when asked for, and never in a production-looking configuration.
+
+SERVICE = {**LIVE, "AUDIT_PSEUDONYM_KEY": "pseudonym-key"}
+
+
+@pytest.mark.parametrize("variable", ["FACESIGN_API_KEY", "FACESIGN_WEBHOOK_SECRET", "AUDIT_PSEUDONYM_KEY"])
+@pytest.mark.parametrize("value", [None, "", "   "], ids=["missing", "empty", "blank"])
+def test_a_service_without_its_secrets_does_not_start(variable: str, value: str | None) -> None:
+    env = dict(SERVICE)
+    if value is None:
+        del env[variable]
+    else:
+        env[variable] = value
+    try:
+        settings = Settings.from_env(env)
+    except ConfigError as exc:  # a blank secret with the key set is already refused here
+        message = str(exc)
+    else:
+        assert settings.sandbox_mode is False
+        with pytest.raises(ConfigError) as caught:
+            settings.check_service()
+        message = str(caught.value)
+    assert message.startswith(f"{variable}: ") and "\n" not in message
+
+
+def test_a_blank_api_key_is_not_the_sandbox() -> None:
+    settings = Settings.from_env({**SERVICE, "FACESIGN_API_KEY": "", "FACESIGN_API_URL": "https://api.facesign.ai"})
+    assert settings.sandbox_mode is False
+    with pytest.raises(ConfigError, match=r"^FACESIGN_API_KEY: required"):
+        settings.check_service()
+
+
+def test_a_complete_service_configuration_starts() -> None:
+    Settings.from_env(SERVICE).check_service()
+
+
+def test_the_sandbox_needs_no_secrets() -> None:
+    settings = Settings.from_env({"FACESIGN_SANDBOX": "1"})
+    assert settings.sandbox_mode is True
+    settings.check_service()
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"FACESIGN_API_URL": "https://api.facesign.ai"}, "FACESIGN_API_URL"),
+        ({"DATABASE_URL": "postgresql+psycopg://app:pw@db/recovery"}, "PostgreSQL"),
+        ({"PUBLIC_BASE_URL": "https://recover.example.com"}, "https"),
+    ],
+    ids=["api-url", "postgresql", "https"],
+)
+def test_the_sandbox_refuses_a_production_configuration(env: dict[str, str], named: str) -> None:
+    settings = Settings.from_env({"FACESIGN_SANDBOX": "1", **env})
+    with pytest.raises(ConfigError) as caught:
+        settings.check_service()
+    message = str(caught.value)
+    assert message.startswith("FACESIGN_SANDBOX: refused") and named in message
+    assert "pw@" not in message
+
+
+@pytest.mark.parametrize(
+    ("env", "password"),
+    [
+        ({"REDIS_URL": "http://user:hunter2@cache:6379"}, "hunter2"),
+        ({"SMTP_URL": "http://mailer:s3cr3t@smtp.example.com"}, "s3cr3t"),
+        ({"SMTP_URL": "smtp://mailer:s3cr3t@:25"}, "s3cr3t"),
+        ({"FACESIGN_API_URL": "ftp://k:apipass@api.facesign.ai"}, "apipass"),
+    ],
+)
+def test_config_errors_mask_url_credentials(env: dict[str, str], password: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert password not in str(caught.value) and "***" in str(caught.value)
+
+
+def test_proxies_origins_and_limits_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "FORWARDED_ALLOW_IPS": "10.0.0.0/8, 192.168.1.7",
+            "ALLOWED_ORIGINS": "https://App.example.com, http://localhost:3000",
+            "RECOVERIES_PER_MINUTE_TOTAL": "50",
+            "METRICS_TOKEN": "m-token",
+            "REQUEST_BODY_TIMEOUT": "3",
+        }
+    )
+    assert settings.forwarded_allow_ips == "10.0.0.0/8, 192.168.1.7"
+    assert settings.allowed_origins == ("https://app.example.com", "http://localhost:3000")
+    assert settings.recoveries_per_minute_total == 50 and settings.metrics_token == "m-token"
+    assert settings.body_read_timeout == 3.0
+
+
+def test_forwarded_any_is_refused_with_the_reason() -> None:
+    with pytest.raises(ConfigError, match=r"^FORWARDED_ALLOW_IPS: '\*' would let every client name its own address"):
+        Settings.from_env({"FORWARDED_ALLOW_IPS": "*"})

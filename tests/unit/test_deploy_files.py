@@ -26,12 +26,16 @@ def compose() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())  # type: ignore[no-any-return]
 
 
-def procfile() -> dict[str, list[str]]:
+def procfile(with_env: bool = False) -> dict[str, list[str]]:
+    """Each role's argv, its defaults filled in; `env VAR=value` prefixes dropped unless `with_env`."""
     roles = {}
     for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.strip():
+        if line.strip() and not line.lstrip().startswith("#"):
             role, _, command = line.partition(":")
-            roles[role.strip()] = shlex.split(re.sub(r"\$\{PORT:-(\d+)\}", r"\1", command))
+            argv = shlex.split(re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", command))
+            if argv[0] == "env" and not with_env:
+                argv = [arg for arg in argv[1:] if "=" not in arg]
+            roles[role.strip()] = argv
     return roles
 
 
@@ -94,6 +98,81 @@ def test_workers_scale_and_the_sandbox_is_a_demo_profile() -> None:
     for name in APP_SERVICES:
         environment = services[name]["environment"]
         assert environment["REDIS_URL"].startswith("redis://") and "postgresql+psycopg" in environment["DATABASE_URL"]
+
+
+# Compose's variable interpolation, as much of it as the file uses: ${VAR}, ${VAR:-default}, ${VAR:?error}.
+VARIABLE = re.compile(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}")
+SECRETS = ("FACESIGN_API_KEY", "FACESIGN_WEBHOOK_SECRET", "AUDIT_PSEUDONYM_KEY", "POSTGRES_PASSWORD")
+
+
+class Refused(Exception):
+    pass
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(match: re.Match[str]) -> str:
+        name, operator, word = match.groups()
+        given = env.get(name, "")
+        if operator == ":?" and not given:
+            raise Refused(f"{name}: {word}")
+        return given or (word if operator == ":-" else "")
+
+    return VARIABLE.sub(one, value)
+
+
+def demo_env() -> dict[str, str]:
+    lines = (ROOT / "deploy" / "demo.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def environment_of(service: str, env: dict[str, str]) -> dict[str, str]:
+    return interpolate(compose()["services"][service], env)["environment"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+def test_compose_refuses_to_start_without_each_secret(secret: str) -> None:
+    env = {name: f"real-{name.lower()}" for name in SECRETS}
+    for name in APP_SERVICES - {"sandbox"}:
+        environment_of(name, env)  # everything set: interpolates
+    del env[secret]
+    with pytest.raises(Refused, match=secret):
+        interpolate(compose(), env)
+
+
+def test_compose_names_no_default_secret_and_mails_by_smtp() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    for value in demo_env().values():
+        if "demo" in value:
+            assert value not in text, f"{value} is a default anyone could read"
+    assert "whsec_demo_change_me" not in text
+    environment = environment_of("web", {name: "x" for name in SECRETS})
+    assert environment["MAIL_BACKEND"] == "smtp" and environment["FACESIGN_API_URL"] == "https://api.facesign.ai"
+    assert environment["FORWARDED_ALLOW_IPS"] == "127.0.0.1"
+
+
+def test_the_demo_profile_gets_its_values_from_its_own_env_file() -> None:
+    demo = demo_env()
+    assert set(SECRETS) <= set(demo)
+    web, sandbox = environment_of("web", demo), interpolate(compose()["services"]["sandbox"], demo)
+    assert web["FACESIGN_API_URL"] == "http://sandbox:8001" and web["MAIL_BACKEND"] == "file"
+    assert "FACESIGN_SANDBOX" not in web  # the stand-in is a separate service: `web` runs as in production
+    # Its page approves anyone: published on the host's loopback only.
+    assert all(port.startswith("127.0.0.1:") for port in sandbox["ports"])
+
+
+def test_forwarded_allow_ips_is_set_and_explained_where_the_web_process_starts() -> None:
+    web = procfile(with_env=True)["web"]
+    assert web[0] == "env" and "FORWARDED_ALLOW_IPS=127.0.0.1" in web
+    for path in ("Procfile", "docker-compose.yml"):
+        text = (ROOT / path).read_text()
+        assert "FORWARDED_ALLOW_IPS" in text and "'*' is refused" in text, path
 
 
 def test_one_image_for_every_role() -> None:

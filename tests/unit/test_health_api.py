@@ -49,7 +49,8 @@ def make_services(tmp_path: Path, events: FakeEvents | None = None) -> Services:
 
 
 def client_for(services: Services) -> TestClient:
-    return TestClient(create_app(services), raise_server_exceptions=False)
+    # From loopback, as Prometheus on the same host: /metrics answers nobody else without a token.
+    return TestClient(create_app(services), raise_server_exceptions=False, client=("127.0.0.1", 50000))
 
 
 def test_healthz_is_200(tmp_path: Path) -> None:

@@ -165,3 +165,39 @@ def test_receiver_lines_name_the_attempt_session_and_event(restored_root: None, 
     start_line, webhook_line = by_logger["usecases.recoveries"], by_logger["receiver.webhooks"]
     assert start_line["attempt_id"] == started.json()["id"] and start_line["session_id"]
     assert (webhook_line["session_id"], webhook_line["event_id"]) == ("sess_5", "evt_5")
+
+
+def test_a_huge_id_is_cut_on_every_line(stream: io.StringIO) -> None:
+    huge = "sess_" + "A" * 200_000  # signed by FaceSign, or by whoever holds the webhook secret
+    with session_context(huge):
+        logging.getLogger("test.logs").warning("session %s: unknown to FaceSign", huge)
+    [line] = lines(stream)
+    assert len(stream.getvalue()) < 1000
+    assert str(line["session_id"]).startswith("sess_AAAA") and str(line["session_id"]).endswith("…")
+    assert str(line["message"]).startswith("session sess_AAAA") and "unknown to FaceSign" in str(line["message"])
+
+
+def test_uvicorn_access_lines_are_scrubbed_however_the_app_is_started(tmp_path: object) -> None:
+    """uvicorn's own logging config formats access lines from the record's arguments: they are scrubbed
+    in place, keeping the shape its formatter unpacks."""
+    from uvicorn.logging import AccessFormatter
+
+    from config import Settings
+    from receiver.app import create_app
+    from tests.fakes import make_services
+
+    create_app(make_services(Settings(database_url=f"sqlite:///{tmp_path}/a.db")))
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False))
+    access = logging.getLogger("uvicorn.access")
+    access.addHandler(handler)
+    level, access.level = access.level, logging.INFO
+    try:
+        args = ("127.0.0.1:5000", "GET", "/reset?token=LiveToken_123", "1.1", 200)
+        access.info('%s - "%s %s HTTP/%s" %d', *args)
+    finally:
+        access.removeHandler(handler)
+        access.level = level
+    assert "LiveToken_123" not in out.getvalue()
+    assert '"GET /reset?token=<redacted> HTTP/1.1" 200' in out.getvalue()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import email
 import logging
+import os
 import re
+import stat
 from email.message import EmailMessage, Message
 from email.policy import default
 from pathlib import Path
@@ -96,6 +98,19 @@ def test_file_mailer_writes_one_parseable_eml_per_message(tmp_path: Path) -> Non
     mailer.send(message(to="bob@example.com", mail_id="mail-2"))
     assert sorted(path.name for path in directory.iterdir()) == ["mail-1.eml", "mail-2.eml"]
     assert not list(directory.glob(".*"))  # no temporary files left behind
+
+
+def test_mail_files_are_readable_by_the_service_alone(tmp_path: Path) -> None:
+    """Each file holds a live reset link: 0600 in a 0700 directory, whatever the umask says."""
+    directory = tmp_path / "mail"
+    previous = os.umask(0o022)
+    try:
+        FileMailer(directory).send(compose("a@x", "b@y", "https://r/reset#token=live", 900, "mail_1"))
+    finally:
+        os.umask(previous)
+    [written] = directory.iterdir()
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
 
 
 def test_file_mailer_without_a_mail_id_still_writes_one_file(tmp_path: Path) -> None:

@@ -110,7 +110,7 @@ def exported_metric_names(tmp_path: Path) -> set[str]:
         Settings(database_url=f"sqlite:///{tmp_path}/db.sqlite"),
         events=SessionEvents(build_broker(None)),
     )
-    text = TestClient(create_app(services)).get("/metrics").text
+    text = TestClient(create_app(services), client=("127.0.0.1", 50000)).get("/metrics").text
     status = StatusMetrics()
     status.reconciled(1.0)
     status.chain_checked(True, 1, 1.0)

@@ -155,10 +155,11 @@ def test_bad_request_is_400_and_creates_no_session(tmp_path: Path, body: bytes) 
         assert session.query(RecoveryAttempt).count() == 0
 
 
-def test_oversized_body_is_400(tmp_path: Path) -> None:
+def test_oversized_body_is_413(tmp_path: Path) -> None:
     client, facesign, _ = make_app(tmp_path)
     body = b'{"type": "forgot_password", "pad": "' + b"x" * 5000 + b'"}'
-    assert client.post("/recoveries", content=body).status_code == 400
+    headers = {"Content-Type": "application/json"}
+    assert client.post("/recoveries", content=body, headers=headers).status_code == 413
     assert facesign.calls == []
 
 

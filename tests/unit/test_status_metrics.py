@@ -64,7 +64,7 @@ def test_the_reconciler_loop_records_its_passes_and_the_chain(tmp_path: Path) ->
 def generate_latest_of_receiver(tmp_path: Path) -> str:
     """What an embedded `serve` shows on /metrics: the reconciler runs in its process."""
     app = create_app(make_services(Settings(database_url=f"sqlite:///{tmp_path}/db.sqlite")))
-    return TestClient(app).get("/metrics").text
+    return TestClient(app, client=("127.0.0.1", 50000)).get("/metrics").text
 
 
 def test_a_tampered_chain_turns_the_gauge_to_zero(tmp_path: Path) -> None:

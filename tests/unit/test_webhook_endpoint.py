@@ -63,7 +63,8 @@ def make_app(tmp_path: Path, events: Any = None, **overrides: Any) -> tuple[Test
     options = {"database_url": app_database_url(tmp_path), "webhook_secrets": SECRETS, "webhook_max_bytes": MAX_BYTES}
     events = FakeEvents() if events is None else events
     services = make_services(Settings(**{**options, **overrides}), facesign=UnusedFaceSign(), events=events)
-    return TestClient(create_app(services), raise_server_exceptions=False), events
+    client = TestClient(create_app(services), raise_server_exceptions=False, client=("127.0.0.1", 50000))
+    return client, events
 
 
 def event(type_: str = "session.status", session_id: Any = "sess_1", event_id: str = "evt_1") -> bytes:

@@ -20,6 +20,7 @@ def exec_argv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[list[str]
         "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
         "FACESIGN_API_KEY": "k",
         "FACESIGN_WEBHOOK_SECRET": "s",
+        "AUDIT_PSEUDONYM_KEY": "p",
         "dramatiq_prom_db": str(tmp_path / "metrics"),
         "dramatiq_prom_port": "0",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),  # set by the command: restored after
@@ -27,6 +28,7 @@ def exec_argv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[list[str]
         "LOG_FORMAT": "",  # blank is unset; the command sets it: restored after
     }.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.delenv("dramatiq_prom_host", raising=False)  # set by the command: removed after
     return calls
 
 
@@ -55,3 +57,24 @@ def test_worker_processes_get_the_log_format_decided_for_them(
     monkeypatch.setenv("LOG_FORMAT", "console")
     assert CliRunner().invoke(cli.main, ["worker"]).exit_code == 0
     assert os.environ["LOG_FORMAT"] == "console"
+
+
+def test_worker_metrics_listen_on_loopback_unless_configured(
+    exec_argv: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = CliRunner().invoke(cli.main, ["worker"])
+    assert result.exit_code == 0, result.output
+    assert os.environ["dramatiq_prom_host"] == "127.0.0.1"  # what Dramatiq's exposition server binds
+    assert "worker metrics on http://127.0.0.1:" in result.output
+    monkeypatch.setenv("dramatiq_prom_host", "127.0.0.2")
+    assert CliRunner().invoke(cli.main, ["worker"]).exit_code == 0
+    assert os.environ["dramatiq_prom_host"] == "127.0.0.2"
+
+
+@pytest.mark.parametrize("variable", ["FACESIGN_API_KEY", "FACESIGN_WEBHOOK_SECRET", "AUDIT_PSEUDONYM_KEY"])
+def test_a_worker_without_its_secrets_does_not_start(
+    exec_argv: list[list[str]], monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "")
+    result = CliRunner().invoke(cli.main, ["worker"])
+    assert result.exit_code == 1 and variable in result.output and exec_argv == []
