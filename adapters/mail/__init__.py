@@ -1,0 +1,1 @@
+"""Email: composing messages and handing them to the configured backend."""
