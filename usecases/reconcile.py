@@ -16,6 +16,7 @@ from adapters.db import attempts, outbox
 from adapters.facesign.client import FaceSignError, FaceSignNotFound
 from adapters.logs import session_context
 from domain.report import ReportError, SessionReport, parse_session
+from usecases.anchoring import AnchorWriter
 from usecases.decide import record, utcnow
 from usecases.deps import Deps
 from usecases.send_mail import send_reset_email
@@ -76,10 +77,17 @@ def reconcile_once(
 
 
 def run_forever(deps: Deps, stop: threading.Event, send_mail: Callable[[str], object] | None = None) -> None:
-    """Passes every RECONCILE_INTERVAL seconds until `stop` is set; a failed pass is logged, not fatal."""
-    while not stop.is_set():
-        try:
-            reconcile_once(deps, send_mail=send_mail)
-        except Exception:
-            log.exception("reconcile pass failed; trying again next interval")
-        stop.wait(deps.settings.reconcile_interval)
+    """Passes every RECONCILE_INTERVAL seconds until `stop` is set; a failed pass is logged, not fatal.
+    Each pass also lets the audit anchor writer anchor the chain when AUDIT_ANCHOR_INTERVAL has passed,
+    and stopping writes one last anchor."""
+    anchors = AnchorWriter.for_settings(deps.db, deps.settings, "reconciler")
+    try:
+        while not stop.is_set():
+            try:
+                reconcile_once(deps, send_mail=send_mail)
+            except Exception:
+                log.exception("reconcile pass failed; trying again next interval")
+            anchors.tick()
+            stop.wait(deps.settings.reconcile_interval)
+    finally:
+        anchors.close()

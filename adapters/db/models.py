@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -56,7 +56,13 @@ class Decision(Base):
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
-    __table_args__ = (Index("ix_decisions_outcome_reason", "outcome", "reason"),)
+    __table_args__ = (
+        Index("ix_decisions_outcome_reason", "outcome", "reason"),
+        # The dashboard's aggregates over a time window, answered from the indexes alone on PostgreSQL.
+        Index("ix_decisions_day_outcome_reason", "decided_at", "outcome", "reason"),
+        Index("ix_decisions_day_matched_user", "decided_at", "matched_user_id", "outcome"),
+        Index("ix_decisions_day_attempt", "decided_at", "attempt_id"),
+    )
 
 
 class ResetToken(Base):
@@ -109,3 +115,26 @@ class AuditAccess(Base):
     auditor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(32))
     filters: Mapped[Any] = mapped_column(JSON)
+    decision_id: Mapped[int | None] = mapped_column(BigInteger, index=True)  # the one decision a read opened
+
+
+class AuditCheckpoint(Base):
+    """A verification of the chain: how far it got, from where, by whom, and what it found.
+
+    An administrator could forge a row here, so each good checkpoint is also written as an anchor
+    outside the database (AUDIT_ANCHOR_SINK), and a full verification never starts from one.
+    """
+
+    __tablename__ = "audit_checkpoints"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    head_id: Mapped[int] = mapped_column(BigInteger)  # the last row verified (0: the log was empty)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    started_after: Mapped[int] = mapped_column(BigInteger)  # 0 for a full verification from the first row
+    rows: Mapped[int] = mapped_column(BigInteger)  # rows this verification read
+    kind: Mapped[str] = mapped_column(String(16))  # full, incremental
+    ok: Mapped[bool] = mapped_column(Boolean)
+    bad_id: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(Text)
+    verified_at: Mapped[datetime]
+    verified_by: Mapped[str] = mapped_column(String(128))
+    seconds: Mapped[float] = mapped_column(Float)
