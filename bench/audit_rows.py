@@ -4,7 +4,7 @@ million rows.
 Each row is hashed with `domain.audit_chain.chain_hash`, the function `audit verify` checks with, and its
 attempt carries the recovery flow and node outcomes that lead to its reason, so the single-decision page
 has a real path to draw. The content is a function of the row id: `REASONS[id % 5]` decides the reason
-(ids divisible by 5 are approved), a few "hot" users recur often, and every attempt took 15 to 254 seconds.
+(ids divisible by 5 are approved), three "hot" users recur often, and every attempt took 15 to 254 seconds.
 PostgreSQL gets the rows through COPY, other databases through batched INSERTs.
 
 Run as a script to fill a database: `DATABASE_URL=… .venv/bin/python -m bench.audit_rows 200000`
@@ -38,7 +38,7 @@ OUTCOMES = {
 START = datetime(2026, 11, 1, tzinfo=UTC)
 BATCH = 5000
 USERS = 50_000
-HOT_USERS = 5  # every 97th recognised face is one of these: the "attempts per user" table has a top
+HOT_USERS = 3  # every 31st decision's recognised face is one of these: the "attempts per user" table has a top
 DIGEST_KEY = b"bulk"
 DECISION_COLUMNS = tuple(column.name for column in Decision.__table__.columns)
 ATTEMPT_COLUMNS = tuple(column.name for column in RecoveryAttempt.__table__.columns)
@@ -47,8 +47,8 @@ ATTEMPT_COLUMNS = tuple(column.name for column in RecoveryAttempt.__table__.colu
 def matched_user(row_id: int, recognition: str | None) -> str | None:
     if recognition != "recognized":
         return None
-    if row_id % 97 == 3:
-        return f"user_hot_{row_id // 97 % HOT_USERS}"
+    if row_id % 31 == 3:
+        return f"user_hot_{row_id // 31 % HOT_USERS}"
     return f"user_{row_id * 7919 % USERS}"
 
 

@@ -50,7 +50,7 @@ def rate(approved: int, total: int) -> str:
     return f"{100 * approved / total:.1f} %" if total else "–"
 
 
-def period_table(rows: Sequence[Period], reasons: Sequence[str], label: str, table_id: str) -> str:
+def period_table(rows: Sequence[Period], reasons: Sequence[str], label: str, table_id: str, caption: str) -> str:
     head = "".join(f'<th scope="col" class="num">{escape(r)}</th>' for r in reasons)
     body = []
     for p in rows:
@@ -61,7 +61,7 @@ def period_table(rows: Sequence[Period], reasons: Sequence[str], label: str, tab
             f'<td class="num">{rate(p.approved, p.total)}</td>{cells}</tr>'
         )
     return (
-        f'<table id="{table_id}"><caption>{escape(label)}</caption><thead><tr><th scope="col">{escape(label)}</th>'
+        f'<table id="{table_id}"><caption>{escape(caption)}</caption><thead><tr><th scope="col">{escape(label)}</th>'
         '<th scope="col" class="num">decisions</th><th scope="col" class="num">approved</th>'
         f'<th scope="col" class="num">approval rate</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
     )
@@ -129,8 +129,14 @@ def render_panel(panel: Panel, days: list[date]) -> str:
         p95=seconds(panel.durations.p95),
         chart=render_chart(panel.counts, days),
         legend=render_legend(panel.counts),
-        weeks=period_table(periods(panel.counts, days, weekly=True), reasons, "week from", "per-week"),
-        days=period_table(periods(panel.counts, days), reasons, "day", "per-day"),
+        weeks=period_table(
+            periods(panel.counts, days, weekly=True),
+            reasons,
+            "week from",
+            "per-week",
+            "Per ISO week (Monday to Sunday)",
+        ),
+        days=period_table(periods(panel.counts, days), reasons, "day", "per-day", "Per UTC day; denials by reason"),
         days_open=" open" if len(days) <= DAYS_OPEN else "",
         durations_text=escape(durations_text(panel.durations)),
         users=users_table(panel.users),

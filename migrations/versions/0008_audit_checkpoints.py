@@ -21,6 +21,8 @@ DECISION_INDEXES = {
     "ix_decisions_day_attempt": ["decided_at", "attempt_id"],
 }
 
+ATTEMPT_INDEX = "ix_recovery_attempts_decided_created"
+
 
 def upgrade() -> None:
     op.create_table(
@@ -46,9 +48,11 @@ def upgrade() -> None:
     # here); run the migration in a quiet window on a large log.
     for name, columns in DECISION_INDEXES.items():
         op.create_index(name, "decisions", columns, unique=False)
+    op.create_index(ATTEMPT_INDEX, "recovery_attempts", ["decided_at", "created_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(ATTEMPT_INDEX, table_name="recovery_attempts")
     for name in DECISION_INDEXES:
         op.drop_index(name, table_name="decisions")
     with op.batch_alter_table("audit_access_log") as batch_op:
