@@ -198,6 +198,11 @@ def record_of(session: Session, row_id: int) -> dict[str, Any] | None:
     return _record(values) if values is not None else None
 
 
+def head_id(session: Session) -> int:
+    """The newest row's chain position (0 for an empty log); ids are positions, so also the row count."""
+    return int(session.scalar(select(func.max(Decision.id))) or 0)
+
+
 def hash_of(session: Session, row_id: int) -> str | None:
     """The stored hash of the row at chain position `row_id`, if there is one."""
     return session.scalar(select(Decision.hash).where(Decision.id == row_id))
