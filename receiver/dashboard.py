@@ -1,4 +1,5 @@
-"""`GET /audit`: the auditors' dashboard. The page is a shell in the recovery page's style; its data comes
+"""`GET /audit`: the auditors' dashboard. The page is a shell in the recovery page's style
+(its style sheet, audit.css, is served with page.css); its data comes
 from `GET /audit/panel` (a window's aggregates), `GET /audit/panel/decisions/{id}` (one decision explained)
 and `GET /audit/export` (the filters' records as CSV or JSON lines), which need the auditor token that
 the page keeps in memory only."""
@@ -20,7 +21,7 @@ from receiver.audit_api import BadFilter, auditor_of, decisions_endpoint, parse_
 from receiver.audit_decision import decision_endpoint
 from receiver.audit_panel import render_panel
 from receiver.services import Services
-from receiver.templates import asset, template
+from receiver.templates import template
 from usecases import audit_views
 from usecases.audit_export import export_chunks
 
@@ -66,10 +67,6 @@ class Dashboard:
         body = template("audit.js").substitute(panel_url="/audit/panel", export_url="/audit/export")
         return Response(body, media_type="text/javascript", headers=NO_STORE)
 
-    async def stylesheet(self, request: Request) -> Response:
-        headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
-        return Response(asset("audit.css"), media_type="text/css; charset=utf-8", headers=headers)
-
     async def panel(self, request: Request) -> Response:
         auditor = await auditor_of(self.services, request)
         if auditor is None:
@@ -110,7 +107,6 @@ def audit_routes(services: Services) -> list[Route]:
         Route("/audit/decisions/{decision_id:int}", decision_endpoint(services), methods=["GET"]),
         Route("/audit", dashboard.page, methods=["GET"]),
         Route("/audit/dashboard.js", dashboard.script, methods=["GET"]),
-        Route("/audit/audit.css", dashboard.stylesheet, methods=["GET"]),
         Route("/audit/panel", dashboard.panel, methods=["GET"]),
         Route("/audit/panel/decisions/{decision_id:int}", decision_endpoint(services, html=True), methods=["GET"]),
         Route("/audit/export", dashboard.export, methods=["GET"]),

@@ -16,6 +16,7 @@ from adapters.db.engine import Database
 from adapters.db.models import AuditAccess, AuditorToken
 from adapters.db.pseudonyms import pseudonym_key
 from domain.audit_chain import email_digest
+from domain.audit_verify import Anchor, Verdict, verify
 from domain.times import format_time
 
 AuditorError = auditors.AuditorError
@@ -58,6 +59,13 @@ def digest_of(db: Database, configured_key: str | None, email: str) -> str:
     """The audit log's pseudonym of an email address, to filter on it."""
     with db.reading() as session:
         return email_digest(pseudonym_key(session, configured_key), email)
+
+
+def verify_chain(db: Database, anchor: Anchor | None = None, start: Anchor | None = None) -> Verdict:
+    """Walk the whole chain from the database, in constant memory, recording nothing (for a verification
+    noted as a checkpoint, and split over processes on a long log, see usecases.audit_verification)."""
+    with db.reading() as session:
+        return verify(audit_log.records(session, Filters()), anchor, start)
 
 
 @contextmanager

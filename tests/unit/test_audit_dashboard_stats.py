@@ -109,11 +109,11 @@ def test_the_page_is_styled_like_the_recovery_page_with_nothing_from_elsewhere(
 ) -> None:
     client, _, token = app
     page = client.get("/audit")
-    assert 'href="/recover/assets/page.css"' in page.text and 'href="/audit/audit.css"' in page.text
+    assert 'href="/recover/assets/page.css"' in page.text and 'href="/recover/assets/audit.css"' in page.text
     assert 'class="skip" href="#main"' in page.text  # keyboard users skip the header
     csp = page.headers["content-security-policy"]
     assert "style-src 'self'" in csp and "unsafe-inline" not in csp and "default-src 'none'" in csp
-    assert client.get("/audit/audit.css").headers["content-type"].startswith("text/css")
+    assert client.get("/recover/assets/audit.css").headers["content-type"].startswith("text/css")
     for url in (f"/audit/panel?{RANGE}", "/audit/panel/decisions/5"):
         fragment = client.get(url, headers=auth(token)).text
         assert "style=" not in fragment and "<script" not in fragment  # the CSP would refuse them
