@@ -36,7 +36,8 @@ ROWS_PER_PASS = 2_000_000  # a first verification of a long log is spread over p
 
 def anchor_record(verification: Verification, at: datetime, by: str) -> dict[str, Any]:
     anchor = verification.anchor
-    assert anchor is not None  # noqa: S101  (callers write only intact, non-empty chains)
+    if anchor is None:
+        raise ValueError("only an intact, non-empty chain has an anchor")
     return {
         "type": RECORD_TYPE,
         "anchor": str(anchor),
