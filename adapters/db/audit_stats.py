@@ -70,7 +70,7 @@ def top_users(session: Session, filters: Filters, limit: int) -> list[UserCount]
 def _rounded_seconds(session: Session, end: Any, start: Any) -> ColumnElement[Any]:
     """Seconds from `start` to `end`, rounded to the nearest second."""
     if _postgresql(session):
-        return func.round(func.extract("epoch", end - start))
+        return func.round(func.date_part("epoch", end - start))  # a float: EXTRACT's numeric is slower
     # SQLite: from julian days, whose floating point puts 131 s at 130.99999…: rounding, not truncation
     return cast(func.round((func.julianday(end) - func.julianday(start)) * 86400.0), Integer)
 
