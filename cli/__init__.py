@@ -129,6 +129,7 @@ def _worker_metrics_env(settings: Settings) -> None:
 @click.option("--once", is_flag=True, help="one pass, then exit")
 def reconcile(once: bool) -> None:
     """Decide attempts pending longer than RECONCILE_AFTER by asking FaceSign; expire stale ones."""
+    import signal
     import threading
 
     from usecases.deps import Deps
@@ -141,6 +142,8 @@ def reconcile(once: bool) -> None:
         click.echo(" ".join(f"{key}={value}" for key, value in sorted(tally.items())) or "nothing to do")
         return
     stop = threading.Event()
+    # SIGTERM ends the loop after its pass, so that it writes its last audit anchor on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         run_forever(deps, stop)
     except KeyboardInterrupt:
