@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from adapters.db.audit_log import RECORD_FIELDS
 from adapters.db.auditors import create_token
 from adapters.db.models import AuditAccess
+from domain.rules import REASONS
 from receiver.services import Services
 from tests.conftest import app_database_url
 from tests.integration.test_audit_tamper import tamper
@@ -39,7 +40,8 @@ def test_a_deepfake_denial_explained(app: tuple[TestClient, Services, str]) -> N
     body = client.get("/audit/decisions/8", headers=auth(token)).json()  # id % 5 == 3: deepfake_detected
     listed = client.get("/audit/decisions?attemptId=att_8", headers=auth(token)).json()["items"][0]
     assert body["decision"] == listed and list(body["decision"]) == list(RECORD_FIELDS)  # every field, same names
-    assert body["rule"]["reason"] == "deepfake_detected" and body["rule"]["position"] == 6
+    assert body["rule"]["reason"] == "deepfake_detected" and body["rule"]["position"] == 6  # after no_face etc.
+    assert body["rule"]["of"] == len(REASONS)
     assert "deepfake" in body["rule"]["condition"] and body["rule"]["readsNode"] == "liveness_detection"
     steps = {step["nodeId"]: step for step in body["path"]["steps"]}
     assert steps["liveness_known"]["outcome"] == "deepfakeDetected" and steps["liveness_known"]["decided"]
