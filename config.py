@@ -46,6 +46,9 @@ class Settings:
     mail_from: str = "Account recovery <no-reply@localhost>"
     smtp_url: str | None = None
     audit_pseudonym_key: str | None = None
+    audit_anchor_sink: str | None = None  # a file path, an https URL or "syslog": see anchor_sink_kind()
+    audit_anchor_interval: int = 3600
+    audit_anchor_token: str | None = None
     require_conversation_confirmation: bool = False
     sandbox_port: int = 8001
     worker_threads: int = 4
@@ -133,6 +136,9 @@ class Settings:
             mail_from=r.text("MAIL_FROM", cls.mail_from),
             smtp_url=r.optional_url("SMTP_URL", ("smtp", "smtps")),
             audit_pseudonym_key=r.optional("AUDIT_PSEUDONYM_KEY"),
+            audit_anchor_sink=r.optional("AUDIT_ANCHOR_SINK"),
+            audit_anchor_interval=r.integer("AUDIT_ANCHOR_INTERVAL", 3600, minimum=1),
+            audit_anchor_token=r.optional("AUDIT_ANCHOR_TOKEN"),
             require_conversation_confirmation=r.boolean("REQUIRE_CONVERSATION_CONFIRMATION", False),
             sandbox_port=r.integer("SANDBOX_PORT", 8001, minimum=1, maximum=65535),
             worker_threads=r.integer("WORKER_THREADS", 4, minimum=1, maximum=256),
@@ -191,6 +197,7 @@ class Settings:
             raise ConfigError("SMTP_URL: required when MAIL_BACKEND=smtp")
         if settings.smtp_url is not None:
             _check_smtp_url(settings.smtp_url)
+        _check_anchor_sink(settings)
         if settings.facesign_api_key is not None and not settings.webhook_secrets and not settings.sandbox_mode:
             raise ConfigError("FACESIGN_WEBHOOK_SECRET: required when FACESIGN_API_KEY is set (sandbox off)")
         _check_app_webhook(settings)
@@ -254,6 +261,35 @@ def _check_app_webhook(settings: Settings) -> None:
         raise ConfigError("APP_WEBHOOK_SECRET: the part after whsec_ is not valid base64") from None
     if not 24 <= len(key) <= 64:
         raise ConfigError(f"APP_WEBHOOK_SECRET: must decode to 24 to 64 bytes, got {len(key)}")
+
+
+def anchor_sink_kind(sink: str) -> str:
+    """`syslog`, `url` or `file`: how AUDIT_ANCHOR_SINK's value is read."""
+    if sink == "syslog":
+        return "syslog"
+    return "url" if urlsplit(sink).scheme in ("http", "https") else "file"
+
+
+def _check_anchor_sink(settings: Settings) -> None:
+    sink = settings.audit_anchor_sink
+    if sink is None:
+        return
+    kind = anchor_sink_kind(sink)
+    if kind == "url":
+        parts = urlsplit(sink)
+        if parts.username or parts.password or parts.query:  # checked first: the value is never echoed then
+            raise ConfigError(
+                "AUDIT_ANCHOR_SINK: no credentials or query in the URL; put the token in AUDIT_ANCHOR_TOKEN"
+            )
+        loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+        if not parts.hostname or (parts.scheme != "https" and not loopback):
+            raise ConfigError(
+                f"AUDIT_ANCHOR_SINK: an anchor URL must be https (plain http only to loopback), got {sink!r}"
+            )
+        if not settings.audit_anchor_token:
+            raise ConfigError("AUDIT_ANCHOR_TOKEN: required when AUDIT_ANCHOR_SINK is a URL (sent as a bearer token)")
+    elif kind == "file" and not os.path.isabs(sink):
+        raise ConfigError(f"AUDIT_ANCHOR_SINK: a file sink needs an absolute path, https://… or syslog, got {sink!r}")
 
 
 def _check_smtp_url(url: str) -> None:

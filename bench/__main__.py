@@ -16,7 +16,7 @@ import redis
 from sqlalchemy.exc import OperationalError
 
 from adapters.db.engine import make_engine
-from bench import e2e, ingest, load, procs, report, workers
+from bench import audit_scale, e2e, ingest, load, procs, report, workers
 from bench.stack import POSTGRES_ADMIN_URL, REDIS_URL, stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,10 +36,11 @@ def unreachable_services() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", choices=("ingest", "workers", "e2e"), action="append", help="run only these parts")
+    parts_all = ("ingest", "workers", "e2e", "audit")
+    parser.add_argument("--only", choices=parts_all, action="append", help="run only these parts")
     parser.add_argument("--output", type=Path, default=RESULTS, help="directory for latest.md and latest.png")
     args = parser.parse_args(argv)
-    parts = set(args.only or ("ingest", "workers", "e2e"))
+    parts = set(args.only or parts_all)
     started, clock, load_before = datetime.now(UTC), time.perf_counter(), procs.load_average()
     speed_before = procs.python_speed()
     batches = {"ingest": 1}
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             ingest_runs = ingest.run_all(services, log) if "ingest" in parts else []
             worker_runs, mail_run = workers.run_all(services, engine, log) if "workers" in parts else ([], None)
             end_to_end = e2e.run(services, engine, log) if "e2e" in parts else None
+            audit_run = audit_scale.run(log) if "audit" in parts else None
         except Exception:
             print(f"benchmark failed; process logs were in {workdir}:", file=sys.stderr)
             for name in sorted(Path(workdir).glob("*.log")):
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         mail=mail_run,
         e2e=end_to_end,
         round_ratios=ingest.round_ratios(ingest_runs),
+        audit=audit_run,
     )
     text = report.markdown(results)
     print("\n" + text)
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = {"ingest_runs": [asdict(r) for r in ingest_runs], "workers": [asdict(w) for w in worker_runs]}
     raw["mail"] = asdict(mail_run) if mail_run else None
     raw["e2e"] = asdict(end_to_end) if end_to_end else None
+    raw["audit"] = asdict(audit_run) if audit_run else None
     (args.output / "latest.json").write_text(json.dumps(raw, indent=2) + "\n")
     report.plot(results, args.output / "latest.png")
     print(f"\nwrote {args.output / 'latest.md'} and {args.output / 'latest.png'}")

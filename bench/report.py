@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+from bench.audit_scale import AuditScale, audit_lines
 from bench.e2e import EndToEnd
 from bench.ingest import VARIANTS, IngestRun
 from bench.stack import MAIL_BACKEND
@@ -31,6 +32,7 @@ class Results:
     mail: MailRun | None
     e2e: EndToEnd | None
     round_ratios: list[float]  # receiver / bare in each round, to show the spread
+    audit: AuditScale | None = None
 
 
 def machine() -> str:
@@ -156,6 +158,8 @@ def markdown(results: Results) -> str:
             f"{e.worker_peak_rss_mib:.0f} MiB.",
             "",
         ]
+    if results.audit:
+        lines += audit_lines(results.audit)
     return "\n".join(lines)
 
 

@@ -151,6 +151,7 @@ def _worker_metrics_env(settings: Settings) -> None:
 @click.option("--once", is_flag=True, help="one pass, then exit")
 def reconcile(once: bool) -> None:
     """Decide attempts pending longer than RECONCILE_AFTER by asking FaceSign; expire stale ones."""
+    import signal
     import threading
 
     from adapters.queue.app_events import EventDeliveries
@@ -169,6 +170,8 @@ def reconcile(once: bool) -> None:
         return
     _reconciler_metrics(settings)
     stop = threading.Event()
+    # SIGTERM ends the loop after its pass, so that it writes its last audit anchor on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         run_forever(deps, stop, deliver_event=deliver_event)
     except KeyboardInterrupt:

@@ -5,17 +5,16 @@ from __future__ import annotations
 import os
 import pwd
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from cli import database, load_settings
-
-T = TypeVar("T")
+from cli.audit_chain import audit_anchor, audit_verify
 
 
 def _iso(_: Any, param: click.Parameter, value: str | None) -> datetime | None:
@@ -40,6 +39,10 @@ def operator() -> str:
 @click.group()
 def audit() -> None:
     """The decision log."""
+
+
+audit.add_command(audit_verify)
+audit.add_command(audit_anchor)
 
 
 @audit.command("query")
@@ -83,70 +86,6 @@ def audit_query(
     filters = Filters(since, until, outcome, reason, session_id, attempt_id, digest)
     with audit_log.streamed(db, operator(), "query", filters, limit) as records:
         write_records(records, fmt, sys.stdout)
-
-
-@audit.command("verify")
-@click.option("--anchor", "anchor_text", metavar="COUNT:HASH", help="also check the head printed by `audit anchor`")
-@click.option(
-    "--file",
-    "archive",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="check a JSON-lines archive written by `audit export` instead of the database",
-)
-@click.option(
-    "--continues",
-    "start_text",
-    metavar="COUNT:HASH",
-    help="the rows continue an archive with this anchor (its rows were removed from the table)",
-)
-def audit_verify(anchor_text: str | None, archive: Path | None, start_text: str | None) -> None:
-    """Recompute the hash chain; exit 0 with the row count, or 1 naming the first bad row."""
-    from domain.audit_verify import verify
-    from usecases import audit as audit_log
-
-    anchor = _anchor(anchor_text, "--anchor")
-    start = _anchor(start_text, "--continues")
-    if archive is not None:
-        with archive.open(encoding="utf-8") as lines:
-            verdict = _failing_clearly(lambda: verify(audit_log.file_records(lines, archive), anchor, start))
-    else:
-        verdict = audit_log.verify_chain(database(), anchor, start)
-    if not verdict.ok:
-        raise click.ClickException(verdict.describe())
-    rows = verdict.count - (start.count if start else 0)
-    continued = f" after the archive's {start.count}" if start else ""
-    matching = " and matching the anchor" if anchor else ""
-    click.echo(f"{rows} rows{continued}, chain intact{matching}; head {verdict.head}")
-
-
-def _failing_clearly(action: Callable[[], T]) -> T:
-    try:
-        return action()
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _anchor(text: str | None, option: str) -> Any:
-    from domain.audit_verify import Anchor
-
-    try:
-        return Anchor.parse(text) if text else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=option) from None
-
-
-@audit.command("anchor")
-def audit_anchor() -> None:
-    """Verify the chain and print its head as COUNT:HASH, to keep somewhere the database cannot reach."""
-    from domain.audit_verify import Anchor
-    from usecases import audit as audit_log
-
-    verdict = audit_log.verify_chain(database())
-    if not verdict.ok:
-        raise click.ClickException(verdict.describe())
-    if verdict.count == 0:
-        raise click.ClickException("the audit log is empty: nothing to anchor yet")
-    click.echo(str(Anchor(verdict.count, verdict.head)))
 
 
 @audit.command("export")

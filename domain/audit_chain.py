@@ -8,6 +8,7 @@ import json
 import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from domain.times import format_time
@@ -42,10 +43,36 @@ def _normal(value: Any) -> Any:
     return value
 
 
+def _json(value: Any) -> str:
+    return json.dumps(_normal(value), ensure_ascii=False)
+
+
+# The document's keys in sorted order, each with what precedes its value: the JSON is written key by key,
+# so that a full verification (one call per row) spends its time hashing rather than sorting and encoding.
+_SLOTS = tuple(
+    (("{" if index == 0 else ",") + encode_basestring(key) + ":", key)
+    for index, key in enumerate(sorted(("v", *FIELDS)))
+)
+
+
 def canonical(row: Mapping[str, Any]) -> bytes:
-    """Versioned, key-sorted, whitespace-free JSON of exactly the chained fields."""
-    doc = {"v": CHAIN_VERSION, **{name: _normal(row.get(name)) for name in FIELDS}}
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Versioned, key-sorted, whitespace-free JSON of exactly the chained fields: byte for byte
+    `json.dumps({"v": CHAIN_VERSION, **fields}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`
+    with every string in NFC and every time as `format_time` spells it."""
+    parts: list[str] = []
+    for prefix, key in _SLOTS:
+        value = CHAIN_VERSION if key == "v" else row.get(key)
+        if isinstance(value, str):
+            text = encode_basestring(unicodedata.normalize("NFC", value))
+        elif value is None:
+            text = "null"
+        elif type(value) is int:  # not bool, which json writes as true/false
+            text = int.__repr__(value)
+        else:  # times, and any other type exactly as json.dumps writes it
+            text = _json(value)
+        parts += (prefix, text)
+    parts.append("}")
+    return "".join(parts).encode("utf-8")
 
 
 def chain_hash(prev_hash: str, row: Mapping[str, Any]) -> str:

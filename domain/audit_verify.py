@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from domain.audit_chain import GENESIS, chain_hash
@@ -15,6 +15,7 @@ class Anchor:
 
     count: int
     hash: str
+    source: str = field(default="", compare=False)  # where it was read, for messages: "anchors.jsonl line 3"
 
     def __str__(self) -> str:
         return f"{self.count}:{self.hash}"
@@ -38,6 +39,7 @@ class Verdict:
     head: str  # hash of the last good row (GENESIS when there is none)
     bad_id: Any = None  # the id of the first row that fails, or None
     problem: str = ""
+    anchor: Anchor | None = None  # the anchor the chain contradicts, when that is what failed
 
     def describe(self) -> str:
         if self.ok:
@@ -46,17 +48,33 @@ class Verdict:
         return f"chain broken at {where}: {self.problem}"
 
 
-def verify(records: Iterable[Mapping[str, Any]], anchor: Anchor | None = None, start: Anchor | None = None) -> Verdict:
+def _named(anchor: Anchor) -> str:
+    return f" ({anchor.source}: {anchor})" if anchor.source else ""
+
+
+def verify(
+    records: Iterable[Mapping[str, Any]],
+    anchor: Anchor | None = None,
+    start: Anchor | None = None,
+    anchors: Sequence[Anchor] = (),
+) -> Verdict:
     """Walk records in chain order; the first row whose position, link or hash is wrong is named.
 
     An edited field changes that row's hash; a deleted row leaves a gap in the ids and a dangling
     link; an inserted row breaks the next row's link (or its own id); a swapped pair breaks both
-    ids and links. Truncation from the end is only visible against an anchor.
+    ids and links. Truncation from the end, or a chain rewritten and rehashed from some row on, is only
+    visible against an anchor: each of `anchor` and `anchors` is checked at its row, and the first one
+    contradicted (lowest count) is named.
 
-    `start` is the anchor of an archive whose rows were removed from the front: the records then
-    continue that chain, with row ids counting on from it.
+    `start` is the anchor of an archive whose rows were removed from the front, or a checkpoint: the
+    records then continue that chain, with row ids counting on from it. Anchors at or before it are
+    not checked.
     """
     prev, count = (start.hash, start.count) if start else (GENESIS, 0)
+    pending: dict[int, list[Anchor]] = {}
+    for each in (anchor, *anchors):
+        if each is not None and each.count > count:
+            pending.setdefault(each.count, []).append(each)
     for record in records:
         expected_id = count + 1
         count += 1
@@ -68,8 +86,13 @@ def verify(records: Iterable[Mapping[str, Any]], anchor: Anchor | None = None, s
         if chain_hash(prev, record) != record.get("hash"):
             return Verdict(False, count, prev, row_id, "hash does not match the row's content")
         prev = str(record["hash"])
-        if anchor is not None and count == anchor.count and prev != anchor.hash:
-            return Verdict(False, count, prev, row_id, "hash differs from the anchor's")
-    if anchor is not None and count < anchor.count:
-        return Verdict(False, count, prev, None, f"{count} rows but the anchor recorded {anchor.count}: truncated")
+        if pending and count in pending:
+            for each in pending.pop(count):
+                if each.hash != prev:
+                    problem = f"hash differs from the anchor's{_named(each)}: rewritten"
+                    return Verdict(False, count, prev, row_id, problem, each)
+    if pending:
+        first = pending[min(pending)][0]
+        problem = f"{count} rows but the anchor recorded {first.count}{_named(first)}: truncated"
+        return Verdict(False, count, prev, None, problem, first)
     return Verdict(True, count, prev)

@@ -166,3 +166,89 @@ def decide(
     if policy.require_conversation_confirmation and conversation != confirming_outcome(attempt.flow, conversation_id):
         return verdict(DENIED, "identity_not_confirmed", user_id)
     return verdict(APPROVED, "verified", user_id)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the rules table, in words: what auditors read on a decision's page and in the docs."""
+
+    reason: str
+    outcome: str
+    condition: str
+    reads: str | None = None  # the flow node type whose outcome this rule tests, if any
+
+
+# The rules in words, one per reason: the single decision page and docs/auditors.md's table are both made
+# from this. Rows apply in the order of REASONS; the first that matches decides.
+RULES: Mapping[str, Rule] = {
+    rule.reason: rule
+    for rule in (
+        Rule(
+            "attempt_expired",
+            DENIED,
+            "the session finished after the attempt's deadline (created + ATTEMPT_TTL), judged by the signed"
+            " time of the event that reported the finish, not by when the decision was made",
+        ),
+        Rule(
+            "reference_mismatch",
+            DENIED,
+            "the session named a clientReferenceId other than this attempt's",
+        ),
+        Rule(
+            "session_not_complete",
+            DENIED,
+            "the session ended unsuccessfully (incomplete, expired, canceled, failed or abandoned)",
+        ),
+        Rule("no_face", DENIED, "recognition saw no face (noFace)", "recognition"),
+        Rule(
+            "face_not_recognized",
+            DENIED,
+            "recognition did not recognise an enrolled face (newUser, or no outcome)",
+            "recognition",
+        ),
+        Rule(
+            "deepfake_detected",
+            DENIED,
+            "the liveness check after a recognised face detected a deepfake (deepfakeDetected)",
+            "liveness_detection",
+        ),
+        Rule(
+            "liveness_failed",
+            DENIED,
+            "the liveness check after a recognised face did not confirm a live person (noFace, or no outcome)",
+            "liveness_detection",
+        ),
+        Rule(
+            "matched_face_has_no_local_user",
+            DENIED,
+            "the recognised profile's email (trimmed, any case) matches no local user",
+            "recognition",
+        ),
+        Rule(
+            "account_recovery_locked",
+            DENIED,
+            "that user's recoveries are locked: RECOVERY_LOCK_THRESHOLD denials for deepfake_detected, "
+            "liveness_failed or identity_not_confirmed within RECOVERY_LOCK_WINDOW",
+        ),
+        Rule(
+            "identity_not_confirmed",
+            DENIED,
+            "REQUIRE_CONVERSATION_CONFIRMATION is on and the conversation did not end in its confirming outcome",
+            "conversation",
+        ),
+        Rule(
+            "verified",
+            APPROVED,
+            "none of the rows above matched: a live, recognised face of a local user",
+        ),
+    )
+}
+
+
+def rule_for(reason: str) -> Rule | None:
+    return RULES.get(reason)
+
+
+def rules_in_order() -> list[Rule]:
+    """The table's rows, in the order they are tried (reasons without words are left out, never invented)."""
+    return [RULES[reason] for reason in REASONS if reason in RULES]

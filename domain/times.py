@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 def format_time(value: datetime) -> str:
     """UTC, microseconds, `Z`: one spelling whatever the database handed back."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.year < 1000:  # strftime writes such years unpadded, and hashed rows keep that spelling
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # the same text, at a third of the cost
 
 
 def as_utc(value: datetime) -> datetime:

@@ -20,6 +20,7 @@ COLOURS = {
     "deepfake_detected": "#b71c1c",
     "liveness_failed": "#e53935",
     "matched_face_has_no_local_user": "#8e24aa",
+    "account_recovery_locked": "#4e342e",
     "identity_not_confirmed": "#3949ab",
 }
 OTHER = "#546e7a"
@@ -79,7 +80,10 @@ def render_legend(counts: Counter[tuple[date, str, str]]) -> str:
     rows = []
     for reason in reason_order(counts):
         for outcome in sorted({o for o, r in totals if r == reason}):
-            swatch = f'<span class="swatch" style="background:{COLOURS.get(reason, OTHER)}"></span>'
+            swatch = (  # an SVG fill, not a style attribute: the page's CSP allows no inline style
+                '<svg class="swatch" width="12" height="12" aria-hidden="true">'
+                f'<rect width="12" height="12" fill="{COLOURS.get(reason, OTHER)}"/></svg>'
+            )
             rows.append(
                 f'<tr data-outcome="{escape(outcome)}" data-reason="{escape(reason)}">'
                 f"<td>{swatch}{escape(outcome)}</td><td>{escape(reason)}</td>"

@@ -18,6 +18,7 @@ from receiver.templates import template
 
 ASSETS = {
     "page.css": "text/css; charset=utf-8",
+    "audit.css": "text/css; charset=utf-8",  # the auditors' dashboard, on top of page.css
     "recover.js": "text/javascript; charset=utf-8",
     "reset.js": "text/javascript; charset=utf-8",
 }

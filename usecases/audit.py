@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +30,10 @@ def authenticate(db: Database, token: str | None) -> str | None:
         return auditors.authenticate(session, token)
 
 
-def record_access(db: Database, who: str, action: str, details: dict[str, Any]) -> None:
+def record_access(db: Database, who: str, action: str, details: dict[str, Any], decision_id: int | None = None) -> None:
     """Note a read of the audit log, committed on its own before the read, so no read goes unrecorded."""
     with db.transaction() as session:
-        auditors.record_access(session, who, action, details, datetime.now(UTC))
+        auditors.record_access(session, who, action, details, datetime.now(UTC), decision_id)
 
 
 def decisions_page(
@@ -64,26 +62,10 @@ def digest_of(db: Database, configured_key: str | None, email: str, *, sandbox: 
 
 
 def verify_chain(db: Database, anchor: Anchor | None = None, start: Anchor | None = None) -> Verdict:
-    """Walk the whole chain from the database, in constant memory."""
+    """Walk the whole chain from the database, in constant memory, recording nothing (for a verification
+    noted as a checkpoint, and split over processes on a long log, see usecases.audit_verification)."""
     with db.reading() as session:
         return verify(audit_log.records(session, Filters()), anchor, start)
-
-
-@dataclass(frozen=True)
-class Panel:
-    """What the dashboard shows for a set of filters."""
-
-    counts: Counter[tuple[date, str, str]]
-    latest: list[dict[str, Any]]
-    chain: Verdict
-
-
-def dashboard_panel(db: Database, who: str, filters: Filters, latest_rows: int) -> Panel:
-    record_access(db, who, "dashboard", filters.as_dict())
-    with db.reading() as session:
-        counts = audit_stats.daily_counts(session, filters)
-        latest = [audit_log.to_record(row) for row in audit_stats.latest(session, filters, latest_rows)]
-    return Panel(counts, latest, verify_chain(db))
 
 
 @contextmanager

@@ -26,11 +26,13 @@ from adapters.db.engine import DatabaseUnavailable
 from adapters.facesign.client import FaceSignError, FaceSignNotFound, FaceSignTransient
 from adapters.logs import session_context
 from adapters.status_metrics import status_metrics
+from domain.audit_verify import Verdict
 from domain.recheck import Backoff, next_check
 from domain.report import ReportError, SessionReport, parse_session
 from domain.rules import deadline
 from usecases import app_events
-from usecases.audit import verify_chain
+from usecases.anchoring import AnchorWriter
+from usecases.audit_verification import verify_full
 from usecases.decide import Result, record, utcnow
 from usecases.deps import Deps
 from usecases.send_mail import send_reset_email
@@ -216,13 +218,20 @@ def reconcile_once(
     return tally
 
 
-def check_chain(deps: Deps) -> bool:
-    """Verify the whole audit chain and publish the verdict as gauges; True when intact."""
-    verdict = verify_chain(deps.db)
+def check_chain(deps: Deps, anchors: AnchorWriter) -> bool:
+    """Verify the whole audit chain (noted as a full checkpoint), publish the verdict as gauges and
+    anchor its head outside the database; True when intact."""
+    verification = verify_full(deps.db, anchors.by)
+    publish(verification.verdict)
+    if verification.verdict.ok:
+        anchors.anchored(verification)
+    return verification.verdict.ok
+
+
+def publish(verdict: Verdict) -> None:
     status_metrics().chain_checked(verdict.ok, verdict.count, time.time())
     if not verdict.ok:
         log.error("audit %s; run `facesign-recovery audit verify` and see docs/auditors.md", verdict.describe())
-    return verdict.ok
 
 
 def run_forever(
@@ -233,20 +242,29 @@ def run_forever(
 ) -> None:
     """Passes every RECONCILE_INTERVAL seconds until `stop` is set; a failed pass is logged, not fatal.
 
-    Every AUDIT_VERIFY_INTERVAL seconds (0: never) a pass also verifies the audit chain.
+    Every AUDIT_VERIFY_INTERVAL seconds (0: never) a pass also verifies the whole audit chain; every
+    AUDIT_ANCHOR_INTERVAL seconds it verifies the rows appended since and anchors the head outside the
+    database (AUDIT_ANCHOR_SINK); stopping writes one last anchor.
     """
+    anchors = AnchorWriter.for_settings(deps.db, deps.settings, "reconciler")
     verify_every = deps.settings.audit_verify_interval
     next_check_at = time.monotonic()
-    while not stop.is_set():
-        try:
-            reconcile_once(deps, send_mail=send_mail, deliver_event=deliver_event)
-            status_metrics().reconciled(time.time())
-        except Exception:
-            log.exception("reconcile pass failed; trying again next interval")
-        if verify_every and time.monotonic() >= next_check_at:
-            next_check_at = time.monotonic() + verify_every
+    try:
+        while not stop.is_set():
             try:
-                check_chain(deps)
+                reconcile_once(deps, send_mail=send_mail, deliver_event=deliver_event)
+                status_metrics().reconciled(time.time())
             except Exception:
-                log.exception("audit chain verification failed to run; trying again next interval")
-        stop.wait(deps.settings.reconcile_interval)
+                log.exception("reconcile pass failed; trying again next interval")
+            if verify_every and time.monotonic() >= next_check_at:
+                next_check_at = time.monotonic() + verify_every
+                try:
+                    check_chain(deps, anchors)
+                except Exception:
+                    log.exception("audit chain verification failed to run; trying again next interval")
+            checked = anchors.tick()
+            if checked is not None:
+                publish(checked.verdict)
+            stop.wait(deps.settings.reconcile_interval)
+    finally:
+        anchors.close()

@@ -8,7 +8,7 @@ transactions already hold the database's one write lock (BEGIN IMMEDIATE, adapte
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -151,16 +151,58 @@ class Filters:
         return query
 
 
-def query(session: Session, filters: Filters, limit: int | None = None, after_id: int = 0) -> Iterator[Decision]:
-    """Rows oldest first (by chain position), streamed."""
-    statement = filters.apply(select(Decision).where(Decision.id > after_id)).order_by(Decision.id)
-    if limit is not None:
-        statement = statement.limit(limit)
-    yield from session.scalars(statement.execution_options(yield_per=1000))
+# The record's columns in RECORD_FIELDS order: read as plain tuples, a million rows stream without the
+# cost of building an ORM object for each.
+RECORD_COLUMNS = (
+    Decision.id,
+    Decision.decided_at,
+    Decision.attempt_id,
+    Decision.session_id,
+    Decision.client_reference_id,
+    Decision.outcome,
+    Decision.reason,
+    Decision.session_status,
+    Decision.recognition,
+    Decision.liveness,
+    Decision.conversation,
+    Decision.matched_user_id,
+    Decision.email_digest,
+    Decision.rules_version,
+    Decision.event_id,
+    Decision.message_id,
+    Decision.prev_hash,
+    Decision.hash,
+)
+STREAM_BATCH = 2000  # rows per fetch; on PostgreSQL from a server-side cursor, so memory stays flat
+
+
+def _record(values: Sequence[Any]) -> dict[str, Any]:
+    record = dict(zip(RECORD_FIELDS, values, strict=True))
+    record["decidedAt"] = format_time(record["decidedAt"])
+    return record
 
 
 def records(
     session: Session, filters: Filters, limit: int | None = None, after_id: int = 0
 ) -> Iterator[dict[str, Any]]:
-    """`query()` as records, streamed."""
-    return (to_record(row) for row in query(session, filters, limit, after_id))
+    """Records oldest first (by chain position), streamed."""
+    statement = filters.apply(select(*RECORD_COLUMNS).where(Decision.id > after_id)).order_by(Decision.id)
+    if limit is not None:
+        statement = statement.limit(limit)
+    for values in session.execute(statement.execution_options(yield_per=STREAM_BATCH)):
+        yield _record(values)
+
+
+def record_of(session: Session, row_id: int) -> dict[str, Any] | None:
+    values = session.execute(select(*RECORD_COLUMNS).where(Decision.id == row_id)).first()
+    return _record(values) if values is not None else None
+
+
+def head_id(session: Session) -> int:
+    """The newest row's chain position (0 for an empty log); ids are positions, so also the row count."""
+    return int(session.scalar(select(func.max(Decision.id))) or 0)
+
+
+def hash_of(session: Session, row_id: int) -> str | None:
+    """The stored hash of the row at chain position `row_id`, if there is one."""
+    return session.scalar(select(Decision.hash).where(Decision.id == row_id))

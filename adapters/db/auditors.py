@@ -60,10 +60,24 @@ def authenticate(session: Session, token: str) -> str | None:
     return row.name
 
 
-def record_access(session: Session, auditor: str, action: str, filters: Mapping[str, Any], now: datetime) -> None:
-    """Note one read of the audit log; only filter values that were given are kept."""
+def record_access(
+    session: Session,
+    auditor: str,
+    action: str,
+    filters: Mapping[str, Any],
+    now: datetime,
+    decision_id: int | None = None,
+) -> None:
+    """Note one read of the audit log; only filter values that were given are kept. `decision_id`: the one
+    decision the read opened, so that its page can say who looked at it."""
     given = {key: value for key, value in filters.items() if value not in (None, "")}
-    session.add(AuditAccess(at=now, auditor=auditor[:128], action=action, filters=given))
+    session.add(AuditAccess(at=now, auditor=auditor[:128], action=action, filters=given, decision_id=decision_id))
+
+
+def accesses_of(session: Session, decision_id: int, limit: int = 100) -> Sequence[AuditAccess]:
+    """Who opened one decision, newest first."""
+    query = select(AuditAccess).where(AuditAccess.decision_id == decision_id).order_by(AuditAccess.id.desc())
+    return session.scalars(query.limit(limit)).all()
 
 
 def access_log(session: Session, limit: int = 100) -> Sequence[AuditAccess]:

@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -39,7 +51,11 @@ class RecoveryAttempt(Base):
     last_event_at: Mapped[datetime | None]
     client_digest: Mapped[str | None] = mapped_column(String(64))  # keyed digest of who started it
 
-    __table_args__ = (Index("ix_recovery_attempts_status_next_check", "status", "next_check_at"),)
+    __table_args__ = (
+        Index("ix_recovery_attempts_status_next_check", "status", "next_check_at"),
+        # The dashboard's time-to-decision histogram over a window, from the index alone on PostgreSQL.
+        Index("ix_recovery_attempts_decided_created", "decided_at", "created_at"),
+    )
 
 
 class Decision(Base):
@@ -68,6 +84,10 @@ class Decision(Base):
         Index("ix_decisions_outcome_reason", "outcome", "reason"),
         # The recovery lock counts one user's recent refusals inside every decision's transaction.
         Index("ix_decisions_user_decided", "matched_user_id", "decided_at"),
+        # The dashboard's aggregates over a time window, answered from the indexes alone on PostgreSQL.
+        Index("ix_decisions_day_outcome_reason", "decided_at", "outcome", "reason"),
+        Index("ix_decisions_day_matched_user", "decided_at", "matched_user_id", "outcome"),
+        Index("ix_decisions_day_attempt", "decided_at", "attempt_id"),
     )
 
 
@@ -127,6 +147,7 @@ class AuditAccess(Base):
     auditor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(32))
     filters: Mapped[Any] = mapped_column(JSON)
+    decision_id: Mapped[int | None] = mapped_column(BigInteger, index=True)  # the one decision a read opened
 
 
 class RecoveryLockReset(Base):
@@ -168,3 +189,25 @@ class AppEventDelivery(Base):
         UniqueConstraint("event_id", "url", name="uq_app_event_deliveries_event_url"),
         Index("ix_app_event_deliveries_status_next", "status", "next_attempt_at"),
     )
+
+
+class AuditCheckpoint(Base):
+    """A verification of the chain: how far it got, from where, by whom, and what it found.
+
+    An administrator could forge a row here, so each good checkpoint is also written as an anchor
+    outside the database (AUDIT_ANCHOR_SINK), and a full verification never starts from one.
+    """
+
+    __tablename__ = "audit_checkpoints"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    head_id: Mapped[int] = mapped_column(BigInteger)  # the last row verified (0: the log was empty)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    started_after: Mapped[int] = mapped_column(BigInteger)  # 0 for a full verification from the first row
+    rows: Mapped[int] = mapped_column(BigInteger)  # rows this verification read
+    kind: Mapped[str] = mapped_column(String(16))  # full, incremental
+    ok: Mapped[bool] = mapped_column(Boolean)
+    bad_id: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(Text)
+    verified_at: Mapped[datetime]
+    verified_by: Mapped[str] = mapped_column(String(128))
+    seconds: Mapped[float] = mapped_column(Float)

@@ -5,7 +5,7 @@ GRANT USAGE ON SCHEMA public TO facesign_app;
 GRANT SELECT ON service_settings, alembic_version TO facesign_app;
 GRANT SELECT, INSERT, UPDATE ON users, recovery_attempts, reset_tokens, outgoing_mail TO facesign_app;
 GRANT SELECT, INSERT, UPDATE ON auditor_tokens TO facesign_app;
-GRANT SELECT, INSERT ON audit_access_log TO facesign_app;
+GRANT SELECT, INSERT ON audit_access_log, audit_checkpoints TO facesign_app;
 GRANT SELECT, INSERT ON recovery_lock_resets TO facesign_app;
 GRANT SELECT, INSERT ON app_events TO facesign_app;
 GRANT SELECT, INSERT, UPDATE ON app_event_deliveries TO facesign_app;

@@ -69,7 +69,7 @@ def test_the_panel_charts_counts_by_day_and_reason(app: tuple[TestClient, Servic
     assert ("2026-11-01", "verified", 4) in bars(html)  # ids 5, 10, 15, 20 on the first day
     assert 'data-outcome="approved" data-reason="verified"' in html
     assert "Latest decisions (30 of 30 matching)" in html
-    assert html.index("<td>30</td>") < html.index("<td>29</td>")  # newest first
+    assert html.index('href="#decision=30"') < html.index('href="#decision=29"')  # newest first, each linked
     assert "chain intact: 30 rows" in html and 'class="status intact"' in html
     with services.deps.db.reading() as session:
         [entry] = session.scalars(select(AuditAccess)).all()

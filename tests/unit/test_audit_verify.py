@@ -183,3 +183,41 @@ def test_a_store_that_renormalises_unicode_raises_no_false_alarm(text: str) -> N
     rehash_from(rows, 1)
     rows[1]["sessionId"] = unicodedata.normalize("NFD", text)  # what a database might hand back
     assert verify(rows).ok
+
+
+def test_every_anchor_is_checked_and_the_first_contradicted_is_named() -> None:
+    rows = chain(10)
+    anchors = [
+        Anchor(3, rows[2]["hash"], "anchors.jsonl line 1"),
+        Anchor(6, rows[5]["hash"], "anchors.jsonl line 2"),
+        Anchor(9, rows[8]["hash"], "anchors.jsonl line 3"),
+    ]
+    assert verify(rows, anchors=anchors).ok
+    rewritten = rehash_from(chain(10), 0)
+    rewritten[4]["outcome"] = "approved"  # row 5 changed, every later hash recomputed by the forger
+    rehash_from(rewritten, 4)
+    verdict = verify(rewritten, anchors=list(reversed(anchors)))  # file order does not matter
+    assert not verdict.ok and verdict.bad_id == 6 and verdict.anchor == anchors[1]
+    assert "anchors.jsonl line 2" in verdict.describe() and "rewritten" in verdict.describe()
+
+
+def test_truncation_names_the_first_anchor_beyond_the_end() -> None:
+    rows = chain(10)
+    anchors = [
+        Anchor(4, rows[3]["hash"], "a line 1"),
+        Anchor(8, rows[7]["hash"], "a line 2"),
+        Anchor(10, rows[9]["hash"]),
+    ]
+    verdict = verify(rows[:6], anchors=anchors)
+    assert not verdict.ok and verdict.anchor == anchors[1] and verdict.count == 6
+    assert (
+        verdict.describe()
+        == f"chain broken at end of log: 6 rows but the anchor recorded 8 (a line 2: {anchors[1]}): truncated"
+    )
+
+
+def test_anchors_before_a_starting_point_are_not_rechecked() -> None:
+    rows = chain(6)
+    start = Anchor(3, rows[2]["hash"])
+    verdict = verify(rows[3:], start=start, anchors=[Anchor(2, "f" * 64), Anchor(5, rows[4]["hash"])])
+    assert verdict.ok and verdict.count == 6

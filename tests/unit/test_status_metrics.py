@@ -16,6 +16,7 @@ from receiver.app import create_app
 from tests.fakes import make_deps, make_services
 from tests.integration.test_audit_rows import fill
 from tests.integration.test_audit_tamper import edit, tamper
+from usecases.anchoring import AnchorWriter
 from usecases.reconcile import check_chain, run_forever
 
 
@@ -70,7 +71,8 @@ def generate_latest_of_receiver(tmp_path: Path) -> str:
 def test_a_tampered_chain_turns_the_gauge_to_zero(tmp_path: Path) -> None:
     deps, _ = make_deps(f"sqlite:///{tmp_path}/db.sqlite", str(tmp_path / "mail"))
     fill(deps.db.engine, 6)
-    assert check_chain(deps) is True
+    anchors = AnchorWriter.for_settings(deps.db, deps.settings, "test")
+    assert check_chain(deps, anchors) is True
     tamper(deps.db.engine, edit)
-    assert check_chain(deps) is False
+    assert check_chain(deps, anchors) is False
     assert gauge(exposition(status_metrics()), "facesign_audit_chain_intact") == 0
