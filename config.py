@@ -54,6 +54,9 @@ class Settings:
     worker_threads: int = 4
     facesign_timeout: float = 10.0
     recoveries_per_minute: int = 10
+    # FaceSign requests per minute for the whole fleet, and the share of them only POST /recoveries may use.
+    facesign_rate_limit: int = 900
+    facesign_interactive_share: float = 0.3
     flow_file: str | None = None
     facesign_frame_origin: str | None = None
     # Redis broker tuning, justified in adapters/queue/broker.py: a crashed worker's messages come back in seconds.
@@ -144,6 +147,8 @@ class Settings:
             worker_threads=r.integer("WORKER_THREADS", 4, minimum=1, maximum=256),
             facesign_timeout=float(r.integer("FACESIGN_TIMEOUT", 10, minimum=1, maximum=120)),
             recoveries_per_minute=r.integer("RECOVERIES_PER_MINUTE", 10, minimum=1),
+            facesign_rate_limit=r.integer("FACESIGN_RATE_LIMIT", cls.facesign_rate_limit, minimum=1),
+            facesign_interactive_share=r.fraction("FACESIGN_INTERACTIVE_SHARE", cls.facesign_interactive_share),
             flow_file=r.optional("FLOW_FILE"),
             facesign_frame_origin=r.optional_url("FACESIGN_FRAME_ORIGIN", ("http", "https")),
             dramatiq_heartbeat_timeout=r.integer(
@@ -330,6 +335,20 @@ class _Reader:
                 raise ValueError(f"must be at least {minimum}, got {value}")
             if maximum is not None and value > maximum:
                 raise ValueError(f"must be at most {maximum}, got {value}")
+            return value
+
+        return self._get(name, default, parse)
+
+    def fraction(self, name: str, default: float) -> float:
+        """A number from 0 up to, not including, 1."""
+
+        def parse(raw: str) -> float:
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"expected a number, got {raw!r}") from None
+            if not 0 <= value < 1:  # also refuses nan and inf
+                raise ValueError(f"must be at least 0 and below 1, got {raw}")
             return value
 
         return self._get(name, default, parse)

@@ -16,7 +16,7 @@ import redis
 from sqlalchemy.exc import OperationalError
 
 from adapters.db.engine import make_engine
-from bench import audit_scale, e2e, ingest, load, procs, report, workers
+from bench import audit_scale, e2e, ingest, latency, load, procs, report, workers
 from bench.stack import POSTGRES_ADMIN_URL, REDIS_URL, stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,7 +36,7 @@ def unreachable_services() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parts_all = ("ingest", "workers", "e2e", "audit")
+    parts_all = ("latency", "ingest", "workers", "e2e", "audit")
     parser.add_argument("--only", choices=parts_all, action="append", help="run only these parts")
     parser.add_argument("--output", type=Path, default=RESULTS, help="directory for latest.md and latest.png")
     args = parser.parse_args(argv)
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         batches.update(workers.batches())
     if "e2e" in parts:
         batches.update({"warm e2e": e2e.PROCESSES * e2e.THREADS, "e2e": e2e.WEBHOOKS})
+    if "latency" in parts:
+        batches.update(latency.batches())
     problem = unreachable_services()
     if problem:
         print(f"bench: needs Redis ({REDIS_URL}) and PostgreSQL ({POSTGRES_ADMIN_URL}): {problem}", file=sys.stderr)
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="facesign-bench-") as workdir, stack(batches, Path(workdir)) as services:
         engine = make_engine(services.database_url)
         try:
+            # First: with no other part's pending mail or queued messages around its idle workers.
+            latency_results = latency.run_all(services, engine, log) if "latency" in parts else None
             ingest_runs = ingest.run_all(services, log) if "ingest" in parts else []
             worker_runs, mail_run = workers.run_all(services, engine, log) if "workers" in parts else ([], None)
             end_to_end = e2e.run(services, engine, log) if "e2e" in parts else None
@@ -84,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         e2e=end_to_end,
         round_ratios=ingest.round_ratios(ingest_runs),
         audit=audit_run,
+        latency=latency_results,
     )
     text = report.markdown(results)
     print("\n" + text)
@@ -93,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     raw["mail"] = asdict(mail_run) if mail_run else None
     raw["e2e"] = asdict(end_to_end) if end_to_end else None
     raw["audit"] = asdict(audit_run) if audit_run else None
+    raw["latency"] = asdict(latency_results) if latency_results else None
     (args.output / "latest.json").write_text(json.dumps(raw, indent=2) + "\n")
     report.plot(results, args.output / "latest.png")
     print(f"\nwrote {args.output / 'latest.md'} and {args.output / 'latest.png'}")

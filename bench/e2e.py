@@ -45,7 +45,8 @@ async def post_all(url: str, session_ids: list[str]) -> None:
 
         async def connection() -> None:
             while queue:
-                body, headers = request(queue.pop())
+                session_id = queue.pop()
+                body, headers = request(session_id, f"evt_{session_id}")  # one event each: none is a duplicate
                 answer = await client.post(url, content=body, headers=headers)
                 if answer.status_code != 200:
                     raise RuntimeError(f"receiver answered {answer.status_code}")

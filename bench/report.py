@@ -11,6 +11,7 @@ from pathlib import Path
 from bench.audit_scale import AuditScale, audit_lines
 from bench.e2e import EndToEnd
 from bench.ingest import VARIANTS, IngestRun
+from bench.latency import LatencyResults
 from bench.stack import MAIL_BACKEND
 from bench.workers import MailRun, WorkerRun
 
@@ -33,6 +34,7 @@ class Results:
     e2e: EndToEnd | None
     round_ratios: list[float]  # receiver / bare in each round, to show the spread
     audit: AuditScale | None = None
+    latency: LatencyResults | None = None
 
 
 def machine() -> str:
@@ -160,7 +162,46 @@ def markdown(results: Results) -> str:
         ]
     if results.audit:
         lines += audit_lines(results.audit)
+    if results.latency:
+        lines += latency_section(results.latency)
     return "\n".join(lines)
+
+
+def latency_section(results: LatencyResults) -> list[str]:
+    lines = [
+        "## Decision latency and FaceSign's budget",
+        "",
+        "From the receiver's 200 to the decision in the database, idle workers, a finished session per webhook:",
+        "",
+        "| mode | recoveries | p50 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in results.latency:
+        lines.append(f"| {r.mode} | {r.recoveries} | {r.p50_ms:.0f} | {r.p99_ms:.0f} | {r.max_ms:.0f} |")
+    if results.stream:
+        lines += [
+            "",
+            "FaceSign requests under a realistic webhook stream (three status webhooks per session, 30% twice; "
+            "bench/latency.py):",
+            "",
+            "| FACESIGN_RATE_LIMIT | sessions | decided | GETs/session | requests/session | largest 60 s | 429s "
+            "| 503s to POST /recoveries | seconds |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for s in results.stream:
+            lines.append(
+                f"| {s.budget} | {s.sessions} | {s.decided} | {s.gets_per_session:.2f} | {s.requests_per_session:.2f} "
+                f"| {s.largest_minute} | {s.rate_limited} | {s.refused} | {s.seconds:.0f} |"
+            )
+    if results.idle:
+        i = results.idle
+        lines += [
+            "",
+            f"One idle worker process (two queues and their delay queues) sent Redis "
+            f"**{i.round_trips_per_second:.1f} commands/s**; Redis ran {i.commands_per_second:.1f}/s counting those "
+            f"inside its scripts ({i.seconds:.0f} s on a Redis of its own).",
+        ]
+    return [*lines, ""]
 
 
 def plot(results: Results, path: Path) -> None:

@@ -15,7 +15,7 @@ import uvicorn
 from adapters.db.engine import Database, Timeouts
 from adapters.db.migrate import upgrade
 from adapters.facesign.flow_file import load_flow
-from adapters.queue.broker import SessionEvents, broker_for
+from adapters.queue.broker import broker_for, session_events
 from config import ConfigError, Settings
 from receiver.app import create_app
 from receiver.services import Services
@@ -127,8 +127,7 @@ def run_serve(settings: Settings, host: str, port: int) -> None:
             broker = start_embedded_workers(deps, stack)
         else:
             broker = broker_for(settings)
-        events = SessionEvents(broker, redis_url=settings.redis_url, max_messages=settings.queue_max_messages)
-        app = create_app(Services(deps, events))
+        app = create_app(Services(deps, session_events(broker, settings, deps.pending)))
         mode = "embedded (in-process broker and workers)" if settings.embedded else "Redis (run `worker` separately)"
         click.echo(
             f"facesign-recovery listening on http://{host}:{port}  mode: {mode}\n"

@@ -11,9 +11,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from adapters.facesign.budget import budget_metrics
 from adapters.facesign.client import vendor_metrics
 from adapters.logs import redact_server_logs
-from adapters.queue.broker import SessionEvents, broker_for
+from adapters.queue.broker import broker_for, session_events
+from adapters.queue.coalesce import queue_metrics
 from adapters.queue.gauges import QueueCollector
 from adapters.status_metrics import status_metrics
 from config import ConfigError, Settings
@@ -33,12 +35,8 @@ log = logging.getLogger(__name__)
 
 
 def build_services(settings: Settings, broker: dramatiq.Broker | None = None) -> Services:
-    return Services(
-        deps=Deps.from_settings(settings),
-        events=SessionEvents(
-            broker or broker_for(settings), redis_url=settings.redis_url, max_messages=settings.queue_max_messages
-        ),
-    )
+    deps = Deps.from_settings(settings)
+    return Services(deps=deps, events=session_events(broker or broker_for(settings), settings, deps.pending))
 
 
 async def to_recover(_: Request) -> Response:
@@ -70,6 +68,11 @@ def create_app(services: Services) -> Starlette:
     registry.register(vendor_metrics().latency)
     registry.register(vendor_metrics().errors)
     registry.register(status_metrics())  # the embedded reconciler's; empty where none runs in this process
+    budget = budget_metrics()
+    for metric in (budget.tokens, budget.waits, budget.wait_seconds, budget.rate_limited):
+        registry.register(metric)
+    registry.register(queue_metrics().coalesced)
+    registry.register(queue_metrics().decision_latency)  # observed here in embedded mode, by workers on Redis
     app = FastPathStarlette(routes=routes, middleware=origin_middleware(services.settings))
     app.router.redirect_slashes = False  # Starlette builds those redirects from the Host header
     app.fast_path("POST", "/webhooks/facesign", webhooks)  # the one route hit at volume: see receiver/fastpath.py

@@ -159,7 +159,7 @@ class Metrics:
         )
         self.recovery_starts_refused = Counter(
             "facesign_recovery_starts_refused",
-            "POST /recoveries answered 503, by reason (busy, vendor, database)",
+            "POST /recoveries answered 503, by reason (busy, budget, vendor, database)",
             ["reason"],
             registry=self.registry,
         )

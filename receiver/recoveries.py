@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from datetime import UTC, datetime
 from functools import partial
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from adapters.db.engine import DatabaseUnavailable
-from adapters.facesign.client import FaceSignError
+from adapters.facesign.client import BudgetExhausted, FaceSignError
 from adapters.ratelimit import PerMinute
 from receiver.bodies import BodyError, json_body
 from receiver.services import Services
@@ -72,6 +73,12 @@ class Recoveries:
             self.refused.labels("busy").inc()
             log.warning("recovery not started: every FaceSign slot stayed busy for the whole budget")
             return _error(503, "verification service busy, try again shortly", RETRY_AFTER)
+        except BudgetExhausted as exc:
+            # FaceSign's budget is spent even for people: say when to come back rather than keep them waiting.
+            self.refused.labels("budget").inc()
+            log.warning("no FaceSign budget to start a recovery for %.1f s", exc.retry_after)
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+            return _error(503, "too many recoveries in progress, try again shortly", headers)
         except FaceSignError as exc:
             self.refused.labels("vendor").inc()
             log.warning("could not create a FaceSign session: %s", exc)

@@ -15,6 +15,7 @@ from sandbox.control import control_routes
 from sandbox.jsonio import BadRequest, error, json_object
 from sandbox.page import page_routes
 from sandbox.state import SandboxState, SessionNotFound
+from sandbox.traffic import retry_after_header
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -34,12 +35,17 @@ def vendor_routes(state: SandboxState) -> list[Route]:
         """Latency, auth and injected failures, in the order a caller of the real API would meet them."""
 
         async def wrapped(request: Request) -> Response:
+            over_limit = state.arrive()  # counted as it arrives, as the vendor's limit would
+            if "session_id" in request.path_params:
+                state.count_request(request.path_params["session_id"], "get")
             latency = state.latency_seconds()
             if latency:
                 await asyncio.sleep(latency)
             scheme, _, key = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not key.strip():
                 return error(401, "missing or invalid API key")
+            if over_limit is not None:
+                return error(429, "rate limit exceeded", {"Retry-After": retry_after_header(over_limit)})
             if state.roll("rate429"):
                 return error(429, "rate limit exceeded", {"Retry-After": "1"})
             if state.roll("errorRate"):
@@ -66,7 +72,9 @@ def vendor_routes(state: SandboxState) -> list[Route]:
         video_ai = body.get("videoAIAnalysisEnabled")
         if video_ai is not None and not isinstance(video_ai, bool):
             raise BadRequest("videoAIAnalysisEnabled must be a boolean")
-        return JSONResponse(state.create_session(flow, reference, metadata, video_ai))
+        created = state.create_session(flow, reference, metadata, video_ai)
+        state.count_request(created["session"]["id"], "create")
+        return JSONResponse(created)
 
     @vendor
     async def get_session(request: Request) -> Response:

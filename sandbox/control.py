@@ -67,7 +67,11 @@ def control_routes(state: SandboxState) -> list[Route]:
             return JSONResponse(state.faults())
         return JSONResponse(state.update_faults(await json_object(request)))
 
+    async def stats(request: Request) -> Response:
+        return JSONResponse(state.stats())
+
     return [
+        Route("/sandbox/stats", stats, methods=["GET"]),
         Route("/sandbox/sessions/{session_id}/complete", complete, methods=["POST"]),
         Route("/sandbox/sessions/{session_id}/deliveries", deliveries, methods=["GET"]),
         Route("/sandbox/enrollments", enrollments, methods=["GET", "POST"]),

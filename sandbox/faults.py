@@ -14,6 +14,7 @@ RATE_KNOBS = {
     "duplicateRate": "duplicate_rate",
 }
 MAX_LATENCY_MS = 60_000
+LIMIT_KNOB = "rateLimitPerMinute"
 
 
 class FaultError(ValueError):
@@ -27,20 +28,30 @@ class Faults:
     rate429: float = 0.0  # fraction of vendor API answers that are 429 with Retry-After: 1
     drop_rate: float = 0.0  # fraction of webhook events never sent
     duplicate_rate: float = 0.0  # fraction of webhook events sent twice under one event id
+    rate_limit_per_minute: int | None = None  # above this many vendor API requests in 60 s: 429 (None: no limit)
 
-    def to_json(self) -> dict[str, float]:
-        return {"latencyMs": self.latency_ms, **{key: getattr(self, attr) for key, attr in RATE_KNOBS.items()}}
+    def to_json(self) -> dict[str, float | None]:
+        return {
+            "latencyMs": self.latency_ms,
+            **{key: getattr(self, attr) for key, attr in RATE_KNOBS.items()},
+            LIMIT_KNOB: self.rate_limit_per_minute,
+        }
 
     def updated(self, changes: Mapping[str, Any]) -> Faults:
         """A copy with these JSON-named changes applied; `seed` is accepted and left to the caller."""
-        unknown = set(changes) - {"latencyMs", "seed", *RATE_KNOBS}
+        unknown = set(changes) - {"latencyMs", "seed", LIMIT_KNOB, *RATE_KNOBS}
         if unknown:
             raise FaultError(f"unknown fault knobs: {', '.join(sorted(unknown))}")
-        values: dict[str, float] = {}
+        values: dict[str, Any] = {}
         for key, value in changes.items():
             if key == "seed":
                 if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
                     raise FaultError("seed must be an integer or null")
+                continue
+            if key == LIMIT_KNOB:
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                    raise FaultError(f"{LIMIT_KNOB} must be a positive whole number or null")
+                values["rate_limit_per_minute"] = value
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise FaultError(f"{key} must be a number")

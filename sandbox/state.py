@@ -17,6 +17,7 @@ from typing import Any
 from sandbox.delivery import Backoff, Deliverer, new_event_id
 from sandbox.faults import RATE_KNOBS, Faults
 from sandbox.report import IDENTITY_NONE, IDENTITY_UNKNOWN, LIVENESS_CHOICES, Choices, build_report
+from sandbox.traffic import Traffic
 
 CREATED, IN_PROGRESS, COMPLETE, INCOMPLETE = "created", "inProgress", "complete", "incomplete"
 FINISHED = (COMPLETE, INCOMPLETE)
@@ -71,6 +72,7 @@ class SandboxState:
         self._lock = threading.RLock()
         self._rng = random.Random(seed)  # noqa: S311 - fault injection, reproducible by seed
         self._faults = Faults()
+        self.traffic = Traffic()
         self._sessions: dict[str, _Session] = {}
         self._enrolled: dict[str, dict[str, Any]] = {}
         self._deliverer = (
@@ -177,17 +179,35 @@ class SandboxState:
 
     # --- faults ----------------------------------------------------------------------------------
 
-    def faults(self) -> dict[str, float]:
+    def faults(self) -> dict[str, float | None]:
         with self._lock:
             return self._faults.to_json()
 
-    def update_faults(self, changes: Mapping[str, Any]) -> dict[str, float]:
+    def update_faults(self, changes: Mapping[str, Any]) -> dict[str, float | None]:
         """Apply a partial update (JSON names); `seed` re-seeds the fault random generator. Raises FaultError."""
         with self._lock:
             self._faults = self._faults.updated(changes)
             if "seed" in changes:
                 self._rng.seed(changes["seed"])
             return self._faults.to_json()
+
+    def arrive(self) -> float | None:
+        """A vendor API request arrived: None when it may be served, else the seconds until it could."""
+        with self._lock:
+            limit = self._faults.rate_limit_per_minute
+        return self.traffic.arrive(limit)
+
+    def count_request(self, session_id: str, kind: str) -> None:
+        """One request (`create` or `get`) about a session this sandbox knows."""
+        with self._lock:
+            known = session_id in self._sessions
+        if known:
+            self.traffic.count(session_id, kind)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            limit = self._faults.rate_limit_per_minute
+        return self.traffic.stats(limit)
 
     def latency_seconds(self) -> float:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +49,11 @@ class FakeFaceSign:
             "clientSecret": {"url": f"https://sandbox.invalid/s/{session_id}"},
         }
 
-    def get_session(self, session_id: str) -> dict[str, Any]:
+    def get_session(
+        self, session_id: str, *, caller: Any = None, before_send: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
+        if before_send is not None:  # as the real client: once a token is in hand, before the request
+            before_send()
         with self.lock:
             self.calls += 1
         return self.sessions[session_id]

@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from adapters.db import attempts, audit_log, outbox, users
 from adapters.db.engine import Session
 from adapters.db.users import Recipient
-from adapters.facesign.client import FaceSignError, FaceSignNotFound
+from adapters.facesign.client import BudgetExhausted, FaceSignError, FaceSignNotFound
 from adapters.logs import log_context
 from domain.report import SessionReport, parse_session
 from domain.rules import Decision, decide, expire
+from domain.times import from_epoch_ms
 from usecases import app_events
 from usecases.deps import Deps
 from usecases.protect import AccountGuard
@@ -53,6 +54,8 @@ def process_session_event(
     # Read before the FaceSign call, so that a decided attempt is not fetched again.
     with deps.db.reading() as session:
         found = attempts.for_deciding(session, session_id)
+    if found is None or found[0].decided:
+        deps.pending.take(session_id)  # nothing to fetch: the session's next webhook queues a message again
     if found is None:
         log.info("session %s: no recovery attempt of ours; dropped", session_id)
         return Result("unknown_session")
@@ -61,18 +64,30 @@ def process_session_event(
         # A redelivery after a crash between commit and the mail enqueue heals the mail here.
         return Result("already_decided", pending_mail_id)
     with log_context(attempt_id=attempt.id):
+        marked: list[datetime] = []  # what the webhooks this fetch stands for said, beyond its own
+
+        def take_marker() -> None:
+            # Once a budget token is in hand, right before the GET: webhooks that arrive while the fetch
+            # waits for budget still coalesce into it, and any arriving after it queue another.
+            latest = from_epoch_ms(deps.pending.take(session_id))
+            if latest is not None:
+                marked.append(latest)
+
         try:
-            report = parse_session(deps.facesign.get_session(session_id))
+            report = parse_session(deps.facesign.get_session(session_id, before_send=take_marker))
         except FaceSignNotFound:
             log.warning("session %s: FaceSign does not know it; left for the reconciler", session_id)
             return Result("vendor_unknown")
-        except FaceSignError:
-            # This event may be the one that reported the finish: keep its time for whoever decides
-            # later (this message's retry, or the reconciler if every retry fails).
-            hold_event_time(deps, session_id, event_at)
+        except FaceSignError as exc:
+            # These events may include the one that reported the finish: keep their time for whoever
+            # decides later (this message's retry, or the reconciler if every retry fails). Waiting for
+            # budget is no failure: the message comes back with its own time.
+            held = marked if isinstance(exc, BudgetExhausted) else [*marked, *([event_at] if event_at else [])]
+            hold_event_time(deps, session_id, max(held, default=None))
             raise
         if not report.finished:
             return Result("not_finished")
+        event_at = max([*marked, *([event_at] if event_at else [])], default=None)
         return record(deps, session_id, report, event_id=event_id, message_id=message_id, event_at=event_at)
 
 

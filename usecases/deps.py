@@ -10,9 +10,11 @@ from typing import Any
 from adapters.appevents.sender import EventSender
 from adapters.db.engine import Database, Timeouts
 from adapters.db.pseudonyms import pseudonym_key
+from adapters.facesign.budget import budget_for
 from adapters.facesign.client import FaceSignClient
 from adapters.facesign.flow_file import load_flow
 from adapters.mail.backends import Mailer, make_mailer
+from adapters.queue.coalesce import InProcessPending, PendingFetches, RedisPending
 from config import Settings
 from domain.flow import Flow
 from domain.lock import LockPolicy
@@ -25,12 +27,18 @@ class Deps:
     db: Database
     facesign: FaceSignClient
     mailer: Mailer
+    # The coalescing markers the worker clears before it fetches: shared with the receiver's
+    # SessionEvents in embedded mode, in Redis otherwise.
+    pending: PendingFetches = field(default_factory=InProcessPending)
     _digest_key: bytes | None = field(default=None, init=False, repr=False)
     _digest_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, threads: int = 4, db: Database | None = None) -> Deps:
         """`threads`: how many threads may use the database and FaceSign at once (each gets a connection)."""
+        redis_url = settings.redis_url
+        budget = budget_for(settings.facesign_rate_limit, settings.facesign_interactive_share, redis_url)
+        pending = RedisPending(redis_url) if redis_url else InProcessPending(settings.webhook_tolerance)
         return cls(
             settings=settings,
             db=db
@@ -40,8 +48,10 @@ class Deps:
                 settings.facesign_api_key or "sandbox",
                 timeout=settings.facesign_timeout,
                 pool_size=max(32, threads),
+                budget=budget,
             ),
             mailer=make_mailer(settings.mail_backend, settings.mail_dir, settings.smtp_url),
+            pending=pending,
         )
 
     @cached_property

@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 from adapters.db import attempts, outbox
 from adapters.db.attempts import Due
 from adapters.db.engine import DatabaseUnavailable
-from adapters.facesign.client import FaceSignError, FaceSignNotFound, FaceSignTransient
+from adapters.facesign.budget import Caller
+from adapters.facesign.client import BudgetExhausted, FaceSignError, FaceSignNotFound, FaceSignTransient
 from adapters.logs import session_context
 from adapters.status_metrics import status_metrics
 from domain.audit_verify import Verdict
@@ -56,35 +57,42 @@ def backoff(deps: Deps) -> Backoff:
     )
 
 
-def fetch(deps: Deps, session_id: str) -> tuple[SessionReport | None, bool]:
-    """The session as FaceSign sees it now, or None when it cannot say; and whether FaceSign answered
-    at all (an outage is no evidence that the session is gone)."""
+def fetch(deps: Deps, session_id: str) -> tuple[SessionReport | None, str]:
+    """The session as FaceSign sees it now, or None when it cannot say; and what became of the asking:
+    "answered", "vendor_unavailable" (an outage is no evidence that the session is gone) or "no_budget"
+    (nothing was asked: the receivers and workers left no budget over)."""
     try:
-        return parse_session(deps.facesign.get_session(session_id)), True
+        # Only the budget the receivers and workers leave over (adapters/facesign/budget.py).
+        return parse_session(deps.facesign.get_session(session_id, caller=Caller.RECONCILER)), "answered"
+    except BudgetExhausted as exc:
+        # Counted in facesign_budget_waits_total; a line per stale session would flood the log.
+        log.debug("session %s: no FaceSign budget left over for the reconciler (%.1f s)", session_id, exc.retry_after)
+        return None, "no_budget"
     except FaceSignNotFound:
         log.warning("session %s: unknown to FaceSign", session_id)
-        return None, True
+        return None, "answered"
     except FaceSignTransient as exc:
         log.warning("session %s: FaceSign unavailable to the reconciler (%s)", session_id, exc)
-        return None, False
+        return None, "vendor_unavailable"
     except (FaceSignError, ReportError) as exc:
         log.warning("session %s: FaceSign answered nothing usable (%s)", session_id, type(exc).__name__)
-        return None, True
+        return None, "answered"
 
 
 def check(deps: Deps, due: Due, now: datetime) -> Result:
     """One look at one attempt: decide it if its session finished (or it expired).
 
     No event is at hand, so the expiry rule judges the finish by the latest event time on record, else
-    by now. While FaceSign cannot answer, nothing is expired until a whole ATTEMPT_TTL past the deadline.
+    by now. While FaceSign cannot answer (or no budget is left to ask), nothing is expired until a whole
+    ATTEMPT_TTL past the deadline.
     """
-    report, answered = fetch(deps, due.session_id)
+    report, asked = fetch(deps, due.session_id)
     ends = deadline(due.created_at, deps.policy)
     if report is not None and report.finished:
         return record(deps, due.session_id, report, event_id=None, message_id=None, now=now)
-    if now > ends and (answered or now > ends + timedelta(seconds=deps.policy.attempt_ttl)):
+    if now > ends and (asked == "answered" or now > ends + timedelta(seconds=deps.policy.attempt_ttl)):
         return record(deps, due.session_id, None, event_id=None, message_id=None, now=now)
-    return Result("not_finished" if answered else "vendor_unavailable")
+    return Result("not_finished" if asked == "answered" else asked)
 
 
 def decide_due(deps: Deps, now: datetime, tally: Counter[str], deliveries: list[int]) -> list[str]:
@@ -98,7 +106,7 @@ def decide_due(deps: Deps, now: datetime, tally: Counter[str], deliveries: list[
     later: dict[str, datetime] = {}
     schedule = backoff(deps)
     database_failures = 0
-    for item in due:
+    for index, item in enumerate(due):
         with session_context(item.session_id):
             try:
                 result = check(deps, item, now)
@@ -110,6 +118,12 @@ def decide_due(deps: Deps, now: datetime, tally: Counter[str], deliveries: list[
             else:
                 database_failures = 0
                 tally[result.status] += 1
+        if result.status == "no_budget":
+            # The budget is shared: the rest would be refused too. Nothing was asked, so nothing is
+            # rescheduled; they stay due, in their order, for the next pass.
+            tally["no_budget"] += len(due) - index - 1
+            log.info("reconcile: no FaceSign budget left over; %d attempts wait for the next pass", len(due) - index)
+            break
         if result.status in ("not_finished", "vendor_unavailable", "error"):
             # A failing attempt goes to the back of the line too, so it cannot hold the head pass after pass.
             later[item.attempt_id] = next_check(now, item.checks + 1, deadline(item.created_at, deps.policy), schedule)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
 from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 import workers.broker  # noqa: F401  (sets the global broker before any actor is declared)
-from adapters.facesign.client import FaceSignRejected
+from adapters.facesign.client import BudgetExhausted, FaceSignRejected
 from adapters.logs import log_context
+from adapters.queue.coalesce import queue_metrics
 from adapters.queue.names import (
     APP_EVENT_ACTOR,
     APP_EVENTS_QUEUE,
@@ -35,6 +38,23 @@ def _message_id() -> str | None:
     return message.message_id if message else None
 
 
+def _wait_for_budget(actor: dramatiq.Actor[Any, Any], wait: float) -> None:
+    """The same message again once FaceSign's budget has room: a new delivery, not a retry, so that
+    waiting never counts toward its retries nor leads to the dead-letter queue. The jitter spreads
+    the messages that wait for one freed token."""
+    message = CurrentMessage.get_current_message()
+    if message is None:
+        raise RuntimeError("waiting for budget outside a message")
+    delay = wait * (1 + random.random() / 4)  # noqa: S311 - jitter
+    actor.broker.enqueue(message, delay=max(1, int(delay * 1000)))
+
+
+def _decided(status: str) -> None:
+    message = CurrentMessage.get_current_message()
+    if message is not None and status in ("approved", "denied"):
+        queue_metrics().decision_latency.observe(max(0.0, time.time() - message.message_timestamp / 1000))
+
+
 @dramatiq.actor(
     actor_name=PROCESS_ACTOR,
     queue_name=SESSIONS_QUEUE,
@@ -45,9 +65,15 @@ def _message_id() -> str | None:
 def process_session_event(session_id: str, event_id: str | None = None, event_at: int | None = None) -> None:
     """`event_at`: the status event's signed time in epoch milliseconds (absent from older messages)."""
     with log_context(session_id=session_id, event_id=event_id):
-        result = decide.process_session_event(
-            context.current(), session_id, event_id, _message_id(), from_epoch_ms(event_at)
-        )
+        try:
+            result = decide.process_session_event(
+                context.current(), session_id, event_id, _message_id(), from_epoch_ms(event_at)
+            )
+        except BudgetExhausted as exc:
+            log.debug("waiting %.2f s for FaceSign budget", exc.retry_after)  # counted in the metrics
+            _wait_for_budget(process_session_event, exc.retry_after)
+            return
+    _decided(result.status)
     if result.mail_id:
         send_reset_email.send(result.mail_id)
     for delivery_id in result.deliveries:

@@ -1,11 +1,14 @@
-"""The FaceSign API client: pooled connections, timeouts, bounded retries with jitter.
+"""The FaceSign API client: pooled connections, timeouts, bounded retries with jitter, and a token
+from the shared budget (adapters/facesign/budget.py) before every HTTP request, retries included.
 
 What is retried: a GET on any transient failure (reading a session twice is harmless). A POST
 (creating a session) only on failures that prove FaceSign did not act on it: the connection could
-not be opened (refused, unresolvable, connect timeout: nothing was sent), or FaceSign answered 429 or
-503 (it refused the request as a whole). A read timeout, a reset connection, a 500/502/504 or an
+not be opened (refused, unresolvable, connect timeout: nothing was sent), or FaceSign answered 503
+(it refused the request as a whole). A read timeout, a reset connection, a 500/502/504 or an
 unreadable answer may follow a session FaceSign did create: retrying would create a second one, so
-the error goes to the caller (a 503 for the person, who may start again).
+the error goes to the caller (a 503 for the person, who may start again). A 429 is never retried
+here: it pauses every caller of the budget (BudgetExhausted), and one caller's retry would spend
+the budget everyone now waits for.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +32,8 @@ from tenacity import (
     wait_random_exponential,
 )
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from adapters.facesign.budget import Budget, Caller, budget_for
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,15 @@ class FaceSignRejected(FaceSignError):
 
 class FaceSignNotFound(FaceSignRejected):
     pass
+
+
+class BudgetExhausted(FaceSignError):
+    """Nothing was sent: the shared budget has no token for this caller for `retry_after` seconds,
+    or FaceSign answered 429 and every caller waits that long. Waiting is not failing."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -94,7 +108,7 @@ def vendor_metrics() -> VendorMetrics:
 
 
 # Answers by which FaceSign refuses a request as a whole, without acting on it.
-REFUSED_UNPROCESSED = frozenset({429, 503})
+REFUSED_UNPROCESSED = frozenset({503})  # 429 pauses every caller instead: BudgetExhausted
 
 
 def _never_sent(error: requests.RequestException) -> bool:
@@ -124,10 +138,12 @@ class FaceSignClient:
         connect_timeout: float = 3.05,
         policy: RetryPolicy | None = None,
         pool_size: int = 32,
+        budget: Budget | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, timeout)
         self.policy = policy or RetryPolicy()
+        self.budget = budget or budget_for(900, 0.3, None)  # FACESIGN_RATE_LIMIT's defaults, this process alone
         self._http = requests.Session()
         # One pool per host, as many connections as threads may call at once; retries are ours (tenacity).
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
@@ -151,10 +167,14 @@ class FaceSignClient:
             "flow": flow,
             "videoAIAnalysisEnabled": True,
         }
-        return self._call("POST", "/sessions", budget=budget, json=body)
+        return self._call("POST", "/sessions", Caller.INTERACTIVE, budget=budget, json=body)
 
-    def get_session(self, session_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/sessions/{quote(session_id, safe='')}")
+    def get_session(
+        self, session_id: str, *, caller: Caller = Caller.WORKER, before_send: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
+        """`before_send` runs once a token is in hand, right before each HTTP request (the coalescing
+        marker is cleared there: a webhook arriving after it causes another fetch)."""
+        return self._call("GET", f"/sessions/{quote(session_id, safe='')}", caller, before_send=before_send)
 
     def close(self) -> None:
         self._http.close()
@@ -165,7 +185,9 @@ class FaceSignClient:
             return min(error.retry_after, self.policy.retry_after_cap)
         return float(self._jitter(state))
 
-    def _call(self, method: str, path: str, budget: float | None = None, **kwargs: Any) -> dict[str, Any]:
+    def _call(
+        self, method: str, path: str, caller: Caller, budget: float | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         total = self.policy.total_seconds if budget is None else min(self.policy.total_seconds, budget)
         if budget is not None:
             kwargs["timeout"] = (min(self.timeout[0], budget), min(self.timeout[1], budget))
@@ -187,9 +209,19 @@ class FaceSignClient:
                 s.attempt_number,
             ),
         )
-        return retrying(self._once, method, path, **kwargs)
+        return retrying(self._once, method, path, caller, **kwargs)
 
-    def _once(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def _token(self, method: str, path: str, caller: Caller, before_send: Callable[[], None] | None) -> None:
+        wait = self.budget.take(caller)
+        if wait is not None:
+            raise BudgetExhausted(f"no FaceSign budget for {caller} {method} {path} for {wait:.2f} s", wait)
+        if before_send is not None:
+            before_send()
+
+    def _once(
+        self, method: str, path: str, caller: Caller, before_send: Callable[[], None] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        self._token(method, path, caller, before_send)
         metrics = vendor_metrics()
         operation = "create_session" if method == "POST" else "get_session"
         started = time.perf_counter()
@@ -204,7 +236,11 @@ class FaceSignClient:
         status = response.status_code
         if status >= 300:
             metrics.errors.labels(str(status)).inc()
-        if status == 429 or status >= 500:
+        if status == 429:
+            # Not retried here: one caller's retry would spend the budget everyone now waits for.
+            pause = self.budget.rate_limited(_retry_after(response.headers.get("Retry-After")))
+            raise BudgetExhausted(f"HTTP 429 on {method} {path}: every caller waits {pause:.2f} s", pause)
+        if status >= 500:
             raise FaceSignTransient(
                 f"HTTP {status} on {method} {path}",
                 retry_after=_retry_after(response.headers.get("Retry-After")),

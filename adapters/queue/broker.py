@@ -12,9 +12,11 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name
 from dramatiq.middleware import CurrentMessage
 
+from adapters.queue.coalesce import Admission, InProcessPending, PendingFetches, count
 from adapters.queue.group_commit import GroupCommit, GroupCommitError, QueueFull, encode_message
 from adapters.queue.names import NAMESPACE, PROCESS_ACTOR, QUEUES, SESSIONS_QUEUE
 from adapters.queue.stranded import StrandedSweeper, TrackingRedisBroker
+from adapters.queue.wakeup import WakingRedisBroker
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,8 @@ def build_broker(
             broker.add_middleware(LogsAtBoot(log_format))
             broker.add_middleware(StrandedSweeper())
         else:
-            broker = RedisBroker(client=_client(redis_url, 5), **options)
+            # Its consumers (for tools that consume) wake when a message arrives (adapters/queue/wakeup.py).
+            broker = WakingRedisBroker(client=_client(redis_url, 5), **options)
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")
@@ -136,26 +139,59 @@ def session_event_message(session_id: str, event_id: str | None, event_at: int |
 
 
 class SessionEvents:
-    """Enqueues `session.status` events; the actor itself lives in `workers`.
+    """Enqueues `session.status` events, one fetch per burst (adapters/queue/coalesce.py); the actor
+    itself lives in `workers`.
 
-    `max_messages` (QUEUE_MAX_MESSAGES): past it, events are refused with QueueFullError.
+    `max_messages` (QUEUE_MAX_MESSAGES): past it, events are refused with QueueFullError. `pending`:
+    the embedded mode's markers, shared with the worker threads that take them (the dependencies'
+    `pending`). `duplicate_window`: seconds a webhook event id is remembered.
     """
 
     def __init__(
-        self, broker: dramatiq.Broker, redis_url: str | None = None, max_messages: int = Settings.queue_max_messages
+        self,
+        broker: dramatiq.Broker,
+        redis_url: str | None = None,
+        max_messages: int = Settings.queue_max_messages,
+        *,
+        pending: InProcessPending | None = None,
+        duplicate_window: int = Settings.webhook_tolerance,
     ) -> None:
         self.broker = broker
         self.max_messages = max_messages
+        self.pending = pending if pending is not None else InProcessPending(duplicate_window)
         self.group_commit: GroupCommit | None = None
         if isinstance(broker, RedisBroker):
             if redis_url is None:
                 raise ValueError("a Redis broker's events need its URL: they are enqueued by group commit")
-            # On Redis the event loop enqueues by group commit (enqueue_async), the ceiling checked in its script.
-            self.group_commit = GroupCommit(redis_url, broker.namespace, SESSIONS_QUEUE, max_messages=max_messages)
+            # On Redis the event loop enqueues by group commit (enqueue_async): the ceiling, the markers
+            # and the duplicates are all checked in its script.
+            self.group_commit = GroupCommit(
+                redis_url,
+                broker.namespace,
+                SESSIONS_QUEUE,
+                max_messages=max_messages,
+                duplicate_window=duplicate_window,
+            )
 
-    def enqueue(self, session_id: str, event_id: str | None, event_at: int | None = None) -> str:
-        if isinstance(self.broker, StubBroker) and self._held_in_process() >= self.max_messages:
-            raise QueueFullError(f"the queue holds {self.max_messages} messages or more")
+    def enqueue(self, session_id: str, event_id: str | None, event_at: int | None = None) -> str | None:
+        """The message id, or None when the webhook needed no message (coalesced or a duplicate).
+
+        On Redis this plain enqueue (for tools and tests) neither sets nor honours the markers: the
+        receiver goes by `enqueue_async`.
+        """
+        if self.group_commit is not None:
+            return self._send(session_id, event_id, event_at)
+
+        def send() -> str:
+            if self._held_in_process() >= self.max_messages:
+                raise QueueFullError(f"the queue holds {self.max_messages} messages or more")
+            return self._send(session_id, event_id, event_at)
+
+        admission, message_id = self.pending.enqueue(session_id, event_id, event_at, send)
+        count(admission)
+        return message_id
+
+    def _send(self, session_id: str, event_id: str | None, event_at: int | None) -> str:
         try:
             message = self.broker.enqueue(session_event_message(session_id, event_id, event_at))
         except Exception as exc:  # every broker error means the same thing to the caller
@@ -166,14 +202,16 @@ class SessionEvents:
     def _held_in_process(self) -> int:
         """Messages the in-process broker holds for the sessions queue: waiting, in flight or delayed
         (`unfinished_tasks`: put and not yet acknowledged, as StubBroker.join counts them)."""
-        assert isinstance(self.broker, StubBroker)  # noqa: S101 - checked by the caller
+        if not isinstance(self.broker, StubBroker):
+            return 0
         queues = self.broker.queues
         return sum(
             queues[name].unfinished_tasks for name in (SESSIONS_QUEUE, dq_name(SESSIONS_QUEUE)) if name in queues
         )
 
-    async def enqueue_async(self, session_id: str, event_id: str | None, event_at: int | None = None) -> str:
-        """For the event loop: held by the broker on return, without blocking the loop; else EnqueueError.
+    async def enqueue_async(self, session_id: str, event_id: str | None, event_at: int | None = None) -> str | None:
+        """For the event loop: held by the broker on return (or needing no message: None), without
+        blocking the loop; else EnqueueError.
 
         The in-process broker answers at once; Redis goes by group commit.
         """
@@ -183,11 +221,14 @@ class SessionEvents:
             SESSIONS_QUEUE, PROCESS_ACTOR, (session_id,), event_kwargs(event_id, event_at)
         )
         try:
-            await self.group_commit.put(redis_message_id, data)
+            admission = await self.group_commit.put(redis_message_id, data, session_id, event_id, event_at)
         except QueueFull as exc:
             raise QueueFullError(str(exc)) from exc
         except GroupCommitError as exc:
             raise EnqueueError(str(exc)) from exc
+        if admission:
+            count(Admission(admission))
+            return None
         return message_id
 
     def ping(self) -> None:
@@ -200,3 +241,15 @@ class SessionEvents:
         used, ceiling = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
         if ceiling and used >= MEMORY_HEADROOM * ceiling:
             raise BrokerNotReady(f"Redis uses {used * 100 // ceiling}% of its maxmemory")
+
+
+def session_events(broker: dramatiq.Broker, settings: Settings, pending: PendingFetches) -> SessionEvents:
+    """The receiver's enqueuer for these settings; in embedded mode it shares the markers with the
+    worker threads that take them (`pending`, the dependencies' own)."""
+    return SessionEvents(
+        broker,
+        settings.redis_url,
+        settings.queue_max_messages,
+        pending=pending if isinstance(pending, InProcessPending) else None,
+        duplicate_window=settings.webhook_tolerance,
+    )

@@ -13,6 +13,14 @@ us to the broker's layout; this module is the project's one fast path past a lib
 and two contract tests run against whatever Dramatiq is installed: tests/unit/test_group_commit.py
 (the bytes are what `Message.encode` writes) and tests/integration/test_group_commit.py (a stock
 worker consumes every message this module wrote).
+
+The same script keeps one fetch per burst (adapters/queue/coalesce.py): per message, an event id
+already seen within the signature tolerance is dropped (SET NX with expiry), and a session whose
+fetch is queued and not yet started gets no second message (its marker, SET NX with the enqueue;
+the marker keeps the latest signed event time it stands for, which the expiry rule judges). It
+refuses a whole batch past QUEUE_MAX_MESSAGES, so Redis keeps the room its workers need, and pushes
+wake-up tokens for idle consumers (adapters/queue/wakeup.py). All of it inside the one round trip
+the batch costs anyway.
 """
 
 from __future__ import annotations
@@ -29,32 +37,75 @@ import redis.asyncio
 
 log = logging.getLogger(__name__)
 
-_Entry = tuple[str, bytes, "asyncio.Future[None]"]
+_Entry = tuple[str, bytes, str, str, int, "asyncio.Future[int]"]
 
-# KEYS: the queue's message hash, its list, and its delay queue's message hash (retries waiting their turn).
-# ARGV[1]: the most messages the queue may hold (0: no ceiling); then id, message, id, message, ... in arrival order.
-# Over the ceiling the whole batch is refused (-1): Redis must keep room for workers to heartbeat, fetch and ack.
-# The hash first: a consumer never pops an id whose message is not stored yet (and a script runs whole).
+PENDING_TTL = 600  # seconds: a marker whose message was lost (purged by hand) stops coalescing after this
+WAKE_TOKENS = 16  # the wake-up list holds at most this many: enough to wake every idle consumer
+
+# KEYS: the queue's message hash, its list, its delay queue's message hash (retries waiting their turn),
+# its wake-up list. ARGV: the ceiling (0: none), the marker prefix, the seen-event prefix, the marker's
+# and the seen event's time to live (s), the wake-up list's cap; then per message in arrival order:
+# redis message id, message, session id, event id ('' when none), signed event time (ms, 0 unknown).
+# Answers -1 when the batch would take the queue past the ceiling (the whole batch is refused: Redis must
+# keep room for workers to heartbeat, fetch and ack), else one number per message: 0 enqueued,
+# 1 coalesced into the queued fetch, 2 duplicate event (coalesce.Admission).
+# The hash before the list: a consumer never pops an id whose message is not stored yet (and a script
+# runs whole). The marker and seen keys are named inside the script, as Dramatiq's own script names its keys.
 ENQUEUE_BATCH = """
 local ceiling = tonumber(ARGV[1])
 if ceiling > 0 then
     local held = redis.call('HLEN', KEYS[1]) + redis.call('HLEN', KEYS[3])
-    if held + (#ARGV - 1) / 2 > ceiling then
+    if held + (#ARGV - 6) / 5 > ceiling then
         return -1
     end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-local ids = {}
-for i = 2, #ARGV, 2 do
-    ids[#ids + 1] = ARGV[i]
+local fields, ids, verdicts = {}, {}, {}
+for i = 7, #ARGV, 5 do
+    local verdict = 0
+    local marker = ARGV[2] .. ARGV[i + 2]
+    if ARGV[i + 3] ~= '' and not redis.call('SET', ARGV[3] .. ARGV[i + 3], 1, 'NX', 'EX', ARGV[5]) then
+        verdict = 2
+    elseif not redis.call('SET', marker, ARGV[i + 4], 'NX', 'EX', ARGV[4]) then
+        verdict = 1
+        if tonumber(ARGV[i + 4]) > (tonumber(redis.call('GET', marker)) or 0) then
+            redis.call('SET', marker, ARGV[i + 4], 'KEEPTTL')
+        end
+    else
+        fields[#fields + 1] = ARGV[i]
+        fields[#fields + 1] = ARGV[i + 1]
+        ids[#ids + 1] = ARGV[i]
+    end
+    verdicts[#verdicts + 1] = verdict
 end
-return redis.call('RPUSH', KEYS[2], unpack(ids))
+if #ids > 0 then
+    redis.call('HSET', KEYS[1], unpack(fields))
+    redis.call('RPUSH', KEYS[2], unpack(ids))
+    local cap = tonumber(ARGV[6])
+    redis.call('LPUSH', KEYS[4], unpack(ids, 1, math.min(#ids, cap)))
+    redis.call('LTRIM', KEYS[4], 0, cap - 1)
+end
+return verdicts
 """
 
 
 def queue_keys(namespace: str, queue_name: str) -> tuple[str, str]:
     """Dramatiq's Redis keys for a queue: the hash of its messages and the list of their ids."""
     return f"{namespace}:{queue_name}.msgs", f"{namespace}:{queue_name}"
+
+
+def wake_key(namespace: str, queue_name: str) -> str:
+    """The list idle consumers of a queue block on (adapters/queue/wakeup.py)."""
+    return f"{namespace}:{queue_name}.wake"
+
+
+def pending_key(namespace: str, session_id: str) -> str:
+    """Present while a fetch for the session is queued and not yet started."""
+    return f"{namespace}:pending-fetch:{session_id}"
+
+
+def seen_key(namespace: str, event_id: str) -> str:
+    """Present for the signature tolerance after a webhook event id was first taken."""
+    return f"{namespace}:seen-event:{event_id}"
 
 
 # Dramatiq's JSONEncoder is `json.dumps(data, separators=(",", ":"))`; one encoder built once gives
@@ -75,16 +126,9 @@ def _json_args(args: tuple[Any, ...]) -> str:
 def _json_kwargs(kwargs: dict[str, Any]) -> str:
     parts = []
     for key, value in kwargs.items():
-        if type(key) is not str:
+        if type(key) is not str or (value is not None and type(value) is not str):
             return _dumps(kwargs)
-        if value is None:
-            parts.append(f"{_quote(key)}:null")
-        elif type(value) is str:
-            parts.append(f"{_quote(key)}:{_quote(value)}")
-        elif type(value) is int:  # not bool: `type() is` excludes subclasses; int's repr is its JSON
-            parts.append(f"{_quote(key)}:{value}")
-        else:
-            return _dumps(kwargs)
+        parts.append(f"{_quote(key)}:{'null' if value is None else _quote(value)}")
     return f"{{{','.join(parts)}}}"
 
 
@@ -134,6 +178,7 @@ class GroupCommit:
     `max_pending` bounds the buffer: a full buffer refuses at once (back-pressure reaches the
     vendor as a 503 and a later redelivery) instead of growing memory. `max_messages` bounds the
     queue in Redis the same way (0: no ceiling), checked inside the script at no extra round trip.
+    `duplicate_window`: seconds an event id is remembered (the signature tolerance).
     """
 
     def __init__(
@@ -145,14 +190,24 @@ class GroupCommit:
         max_pending: int = 4096,
         max_batch: int = 512,
         timeout: float = 5.0,
+        duplicate_window: int = 300,
         max_messages: int = 0,
         client_factory: Callable[[], redis.asyncio.Redis] | None = None,
     ) -> None:
         self.redis_url = redis_url
         self._client_factory = client_factory or self._connect
         self.messages_key, self.queue_key = queue_keys(namespace, queue_name)
-        self.delayed_messages_key = queue_keys(namespace, f"{queue_name}.DQ")[0]
+        delayed_messages_key = queue_keys(namespace, f"{queue_name}.DQ")[0]
+        self._keys = [self.messages_key, self.queue_key, delayed_messages_key, wake_key(namespace, queue_name)]
         self.max_messages = max_messages
+        self._head: list[str | int] = [
+            max_messages,
+            pending_key(namespace, ""),
+            seen_key(namespace, ""),
+            PENDING_TTL,
+            duplicate_window,
+            WAKE_TOKENS,
+        ]
         self.max_pending = max_pending
         self.max_batch = max_batch
         self.timeout = timeout
@@ -166,16 +221,20 @@ class GroupCommit:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def put(self, redis_message_id: str, data: bytes) -> None:
-        """Return once Redis holds the message; raise GroupCommitError if it does not."""
+    async def put(
+        self, redis_message_id: str, data: bytes, session_id: str, event_id: str | None, event_at: int | None
+    ) -> int:
+        """Once Redis holds the message, or knows it needs none: 0 enqueued, 1 coalesced, 2 duplicate
+        (coalesce.Admission). Raises QueueFull past the ceiling, GroupCommitError when Redis did not take it.
+        `event_at`: the event's signed time (epoch ms), which a coalesced webhook leaves on the marker."""
         loop = self._bind()
         if len(self._pending) >= self.max_pending:
             raise GroupCommitError("enqueue buffer full")
-        future: asyncio.Future[None] = loop.create_future()
-        self._pending.append((redis_message_id, data, future))
+        future: asyncio.Future[int] = loop.create_future()
+        self._pending.append((redis_message_id, data, session_id, event_id or "", event_at or 0, future))
         if self._writer is None:
             self._writer = loop.create_task(self._drain())
-        await future
+        return await future
 
     async def aclose(self) -> None:
         if self._writer is not None:
@@ -213,24 +272,29 @@ class GroupCommit:
                 del self._pending[: self.max_batch]
                 try:
                     async with asyncio.timeout(self.timeout):
-                        await self._write(batch)
+                        verdicts = await self._write(batch)
                 except Exception as exc:  # every Redis failure means the same to every waiter: 503
                     log.warning("group commit of %d messages failed: %s", len(batch), type(exc).__name__)
                     error = exc if isinstance(exc, QueueFull) else GroupCommitError(type(exc).__name__)
-                    for _, _, future in batch:
+                    for *_, future in batch:
                         if not future.done():  # a waiter whose client went away was cancelled
                             future.set_exception(error)
                 else:
-                    for _, _, future in batch:
+                    for (*_, future), verdict in zip(batch, verdicts, strict=False):
                         if not future.done():
-                            future.set_result(None)
+                            future.set_result(verdict)
         finally:
             self._writer = None
 
-    async def _write(self, batch: list[_Entry]) -> None:
+    async def _write(self, batch: list[_Entry]) -> list[int]:
         assert self._enqueue is not None  # noqa: S101 - bound in put()
-        args: list[str | bytes | int] = [self.max_messages]
-        args += [part for message_id, data, _ in batch for part in (message_id, data)]
-        keys = [self.messages_key, self.queue_key, self.delayed_messages_key]
-        if await self._enqueue(keys=keys, args=args) == -1:
+        args: list[str | bytes | int] = [*self._head]
+        for message_id, data, session_id, event_id, event_at, _ in batch:
+            args += (message_id, data, session_id, event_id, event_at)
+        answer = await self._enqueue(keys=self._keys, args=args)
+        if answer == -1:
             raise QueueFull(f"the queue holds {self.max_messages} messages or more")
+        verdicts = list(answer)
+        if len(verdicts) != len(batch):  # never: but no waiter may be left without an answer
+            raise GroupCommitError(f"{len(verdicts)} answers for {len(batch)} messages")
+        return verdicts

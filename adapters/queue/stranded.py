@@ -7,7 +7,10 @@ script once the stall ends: the ids land in the set, the bodies are lost on a cl
 and the worker never learns of them. Dramatiq's maintenance only requeues the sets of workers whose
 heartbeat stopped, and this worker's heartbeat goes on, so the messages stay there until the worker
 restarts. (A delay-queue consumer that hits a connection error likewise drops the delayed messages
-it held in memory without requeueing them.)
+it held in memory without requeueing them. And when its closing `requeue` fails with anything but a
+connection error, such as Redis out of memory, that error would end the consumer thread for good:
+`TrackingConsumer.requeue` logs it instead and lets the ids, still in the acknowledgement set and
+no longer held, fall to the sweep.)
 
 So each worker process keeps, per queue, the ids its consumers handed it and it has not yet
 acknowledged (through the public `Broker.consume` and `Consumer` interfaces), and a thread compares
@@ -30,9 +33,10 @@ from typing import Any
 
 import dramatiq
 from dramatiq.broker import Consumer, MessageProxy
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware
+
+from adapters.queue.wakeup import WakingRedisBroker
 
 log = logging.getLogger(__name__)
 
@@ -104,18 +108,32 @@ class TrackingConsumer(Consumer):
 
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
         messages = list(messages)
-        self.inner.requeue(messages)
-        self.held.discard(self.queue_name, [_redis_id(message) for message in messages])
+        try:
+            self.inner.requeue(messages)
+        except BrokerConnectionError:
+            raise  # Dramatiq's consumer thread expects this one and carries on
+        except Exception as exc:
+            # Anything else (Redis out of memory) would escape the consumer's close and end its
+            # thread. The ids stay in the acknowledgement set, no longer held: the sweep requeues them.
+            log.warning(
+                "requeue of %d messages on %s failed (%s); the sweep will requeue them",
+                len(messages),
+                self.queue_name,
+                type(exc).__name__,
+            )
+        finally:
+            self.held.discard(self.queue_name, [_redis_id(message) for message in messages])
 
     def close(self) -> None:
         self.inner.close()
 
 
-class TrackingRedisBroker(RedisBroker):
-    """A RedisBroker whose consumers record what this process holds, for `StrandedSweeper`."""
+class TrackingRedisBroker(WakingRedisBroker):
+    """A worker's Redis broker: its consumers wake when a message arrives (adapters/queue/wakeup.py)
+    and record what this process holds, for `StrandedSweeper`."""
 
     def __init__(self, *, fetch_timeout: float, **options: Any) -> None:
-        super().__init__(**options)  # type: ignore[no-untyped-call]  # Dramatiq leaves it unannotated
+        super().__init__(**options)
         self.held = HeldMessages()
         self.fetch_timeout = fetch_timeout  # the client's socket timeout: no fetch answers later than this
 

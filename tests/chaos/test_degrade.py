@@ -54,6 +54,7 @@ class Stack:
             FACESIGN_WEBHOOK_SECRET=SECRET,
             PUBLIC_BASE_URL=self.base,
             RECOVERIES_PER_MINUTE="1000000",
+            RECOVERIES_PER_MINUTE_TOTAL="1000000",
             dramatiq_prom_port=str(free_port()),
             **env,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from threading import Barrier, Thread
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -13,7 +14,8 @@ from adapters.db import outbox
 from adapters.db.attempts import create_attempt
 from adapters.db.models import Decision, OutgoingMail, RecoveryAttempt
 from adapters.db.users import add_user
-from adapters.facesign.client import FaceSignNotFound, FaceSignTransient
+from adapters.facesign.budget import Caller, budget_for
+from adapters.facesign.client import BudgetExhausted, FaceSignNotFound, FaceSignTransient
 from domain.flow import build_recovery_flow
 from tests.fakes import make_deps, seed_attempt
 from usecases import decide as decisions
@@ -60,7 +62,7 @@ def test_an_unknown_session_expires_past_ttl_a_vendor_outage_only_much_later(dat
     seed_attempt(deps, fake, attempt_id="down", email="b@example.com")
     errors = {"sess_gone": FaceSignNotFound("404", 404), "sess_down": FaceSignTransient("503")}
 
-    def failing(session_id: str) -> dict[str, object]:
+    def failing(session_id: str, **_: object) -> dict[str, object]:
         raise errors[session_id]
 
     fake.get_session = failing  # type: ignore[method-assign]
@@ -196,10 +198,10 @@ def test_an_attempt_that_fails_is_counted_and_the_pass_goes_on(database_url: str
         seed_attempt(deps, fake, attempt_id=f"a{i}", email=f"u{i}@example.com")
     real = fake.get_session
 
-    def broken_for_one(session_id: str) -> dict[str, object]:
+    def broken_for_one(session_id: str, **options: Any) -> dict[str, object]:
         if session_id == "sess_a2":
             raise RuntimeError("a bug, say")
-        return real(session_id)
+        return real(session_id, **options)
 
     fake.get_session = broken_for_one  # type: ignore[method-assign]
     tally = reconcile_once(deps, now=datetime.now(UTC) + LATER)
@@ -247,7 +249,7 @@ def test_a_lost_webhook_of_a_session_finished_in_time_is_approved_late(database_
     session_id = seed_attempt(deps, fake)
     finished = datetime.now(UTC) + timedelta(seconds=2)
     real = fake.get_session
-    fake.get_session = lambda _: (_ for _ in ()).throw(FaceSignTransient("503"))  # type: ignore[method-assign]
+    fake.get_session = lambda _, **__: (_ for _ in ()).throw(FaceSignTransient("503"))  # type: ignore[method-assign]
     with pytest.raises(FaceSignTransient):
         decisions.process_session_event(deps, session_id, "evt", event_at=finished)
     fake.get_session = real  # type: ignore[method-assign]
@@ -260,3 +262,51 @@ def test_without_any_event_the_reconciler_judges_by_when_it_looked(database_url:
     seed_attempt(deps, fake)
     tally = reconcile_once(deps, now=datetime.now(UTC) + timedelta(minutes=5))
     assert tally == {"denied": 1} and attempt_status(deps) == "expired"
+
+
+def test_attempts_the_budget_kept_from_asking_stay_due(database_url: str, tmp_path: Path) -> None:
+    """Nothing was asked, so nothing is put off: once budget is back, the very next pass decides them
+    (a backoff would leave them for minutes). The pass stops at the first refusal."""
+    deps, fake = make_deps(database_url, str(tmp_path / "mail"))
+    seed_attempt(deps, fake, attempt_id="one")
+    seed_attempt(deps, fake, attempt_id="two", email="b@example.com")
+    answer = fake.get_session
+    asked: list[str] = []
+
+    def refused(session_id: str, **options: Any) -> dict[str, Any]:
+        asked.append(session_id)
+        raise BudgetExhausted("no budget", 5.0)
+
+    fake.get_session = refused  # type: ignore[method-assign]
+    now = datetime.now(UTC) + LATER
+    assert reconcile_once(deps, now=now) == {"no_budget": 2}
+    assert len(asked) == 1
+    fake.get_session = answer  # type: ignore[method-assign]
+    assert reconcile_once(deps, now=now + timedelta(seconds=1)) == {"approved": 2, "mail": 2}
+
+
+def test_the_reconciler_only_spends_the_budget_others_leave_over(database_url: str, tmp_path: Path) -> None:
+    """Workers have used three of a ten-a-minute budget: the reconciler's share (three) is gone, so
+    it fetches nothing and leaves the stale attempts for a later pass; expiry needs no budget."""
+    deps, fake = make_deps(database_url, str(tmp_path / "mail"))
+    seed_attempt(deps, fake, attempt_id="one")
+    seed_attempt(deps, fake, attempt_id="two", email="b@example.com")
+    budget = budget_for(10, 0.3, None)
+    answer = fake.get_session
+
+    def budgeted(session_id: str, *, caller: Caller = Caller.WORKER, **options: Any) -> dict[str, Any]:
+        wait = budget.take(caller)
+        if wait is not None:
+            raise BudgetExhausted("no budget", wait)
+        return answer(session_id, **options)
+
+    fake.get_session = budgeted  # type: ignore[method-assign]
+    for _ in range(3):
+        assert budget.take(Caller.WORKER) is None
+    assert reconcile_once(deps, now=datetime.now(UTC) + LATER) == {"no_budget": 2}
+    assert fake.calls == 0
+    assert budget.take(Caller.WORKER) is None  # the workers' own share is untouched
+    # Never asked is no evidence: past the deadline the attempts wait a whole ATTEMPT_TTL, as in an outage.
+    assert reconcile_once(deps, now=datetime.now(UTC) + timedelta(seconds=1801)) == {"no_budget": 2}
+    tally = reconcile_once(deps, now=datetime.now(UTC) + timedelta(seconds=2 * 1800 + 1))
+    assert tally == {"denied": 2} and attempt_status(deps, "one") == "expired"

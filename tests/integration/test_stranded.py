@@ -9,10 +9,12 @@ to the installed Dramatiq.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import dramatiq
 import pytest
@@ -20,6 +22,8 @@ import redis
 
 from adapters.queue.gauges import QueueCollector
 from adapters.queue.stranded import StrandedSweeper, TrackingRedisBroker
+from tests.chaos.harness import RedisServer
+from tests.conftest import free_port, unavailable
 
 QUEUE = "sessions"
 
@@ -111,3 +115,40 @@ def test_the_delayed_gauge_counts_retries_a_worker_holds_until_their_time(broker
         assert depth[(QUEUE, "ready")] == 0
     finally:
         worker.stop()
+
+
+def test_delayed_messages_survive_a_full_redis(tmp_path: Path) -> None:
+    """Redis refuses writes (maxmemory, noeviction) while a worker holds delayed messages in memory: the
+    delay-queue consumer fails, and Dramatiq's clean-up hands them back with a write that fails too. The
+    consumer must come back and the messages run once Redis takes writes again, not sit in the
+    acknowledgement set until the worker restarts."""
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server (binary)", FileNotFoundError("redis-server"))
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    client = redis.Redis.from_url(server.url, socket_timeout=5)
+    tracking = TrackingRedisBroker(client=client, namespace="full", fetch_timeout=0.5)
+    tracking.add_middleware(StrandedSweeper(interval=0.2))
+    processed: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def record(key: str) -> None:
+        with lock:
+            processed[key] += 1
+
+    actor = dramatiq.Actor(record, broker=tracking, actor_name="record", queue_name=QUEUE, priority=0, options={})
+    worker = dramatiq.Worker(tracking, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        for number in range(5):
+            actor.send_with_options(args=(f"m{number}",), delay=1500)
+        delayed = tracking.acks_key(f"{QUEUE}.DQ")
+        assert wait_for(lambda: client.scard(delayed) == 5, timeout=5), "the worker did not take the delayed messages"
+        server.full_for(2.5)  # their time comes while every write is refused
+        assert wait_for(lambda: len(processed) == 5, timeout=20), processed
+        assert wait_for(lambda: client.scard(delayed) == 0, timeout=5)
+    finally:
+        worker.stop()
+        tracking.close()
+        server.stop()
+    assert set(processed) == {f"m{n}" for n in range(5)}

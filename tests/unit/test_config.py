@@ -38,6 +38,8 @@ VARIABLES = (
     "RECOVERIES_PER_MINUTE_TOTAL",
     "FORWARDED_ALLOW_IPS",
     "REQUEST_BODY_TIMEOUT",
+    "FACESIGN_RATE_LIMIT",
+    "FACESIGN_INTERACTIVE_SHARE",
 )
 LIVE = {"FACESIGN_API_KEY": "fs_live_key", "FACESIGN_WEBHOOK_SECRET": "whsec_1"}
 
@@ -63,6 +65,8 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.audit_pseudonym_key is None
     assert settings.require_conversation_confirmation is False
     assert settings.sandbox_mode is False  # the sandbox only when asked for
+    assert settings.facesign_rate_limit == 900
+    assert settings.facesign_interactive_share == 0.3
     assert settings.embedded is True
 
 
@@ -154,6 +158,12 @@ def test_require_conversation_confirmation_booleans(raw: str, expected: bool) ->
 def test_mail_backends(backend: str) -> None:
     env = {"MAIL_BACKEND": backend, "SMTP_URL": "smtp://localhost:25"}
     assert Settings.from_env(env).mail_backend == backend
+
+
+def test_facesign_budget_is_read() -> None:
+    settings = Settings.from_env({"FACESIGN_RATE_LIMIT": "2700", "FACESIGN_INTERACTIVE_SHARE": " 0.25 "})
+    assert (settings.facesign_rate_limit, settings.facesign_interactive_share) == (2700, 0.25)
+    assert Settings.from_env({"FACESIGN_INTERACTIVE_SHARE": "0"}).facesign_interactive_share == 0
 
 
 @pytest.mark.parametrize(
@@ -255,6 +265,12 @@ BAD: list[tuple[str, dict[str, str], str]] = [
     ("origins-bare-host", {"ALLOWED_ORIGINS": "app.example.com"}, "ALLOWED_ORIGINS"),
     ("total-zero", {"RECOVERIES_PER_MINUTE_TOTAL": "0"}, "RECOVERIES_PER_MINUTE_TOTAL"),
     ("body-timeout-zero", {"REQUEST_BODY_TIMEOUT": "0"}, "REQUEST_BODY_TIMEOUT"),
+    ("rate-limit-zero", {"FACESIGN_RATE_LIMIT": "0"}, "FACESIGN_RATE_LIMIT"),
+    ("rate-limit-fraction", {"FACESIGN_RATE_LIMIT": "12.5"}, "FACESIGN_RATE_LIMIT"),
+    ("share-word", {"FACESIGN_INTERACTIVE_SHARE": "a third"}, "FACESIGN_INTERACTIVE_SHARE"),
+    ("share-negative", {"FACESIGN_INTERACTIVE_SHARE": "-0.1"}, "FACESIGN_INTERACTIVE_SHARE"),
+    ("share-everything", {"FACESIGN_INTERACTIVE_SHARE": "1"}, "FACESIGN_INTERACTIVE_SHARE"),
+    ("share-nan", {"FACESIGN_INTERACTIVE_SHARE": "nan"}, "FACESIGN_INTERACTIVE_SHARE"),
 ]
 
 

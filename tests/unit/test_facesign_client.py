@@ -12,7 +12,9 @@ import pytest
 import requests
 import responses
 
+from adapters.facesign.budget import Budget, Caller, budget_for
 from adapters.facesign.client import (
+    BudgetExhausted,
     FaceSignClient,
     FaceSignNotFound,
     FaceSignRejected,
@@ -28,8 +30,8 @@ FAST = RetryPolicy(attempts=3, total_seconds=5.0, backoff_max=0.01, backoff_mult
 ANSWER = {"session": {"id": "sess_1", "status": "created"}, "clientSecret": {"url": "https://x/s/sess_1"}}
 
 
-def make_client(policy: RetryPolicy = FAST, base: str = BASE) -> FaceSignClient:
-    return FaceSignClient(base, "test-api-key", timeout=2.0, connect_timeout=1.0, policy=policy)
+def make_client(policy: RetryPolicy = FAST, base: str = BASE, budget: Budget | None = None) -> FaceSignClient:
+    return FaceSignClient(base, "test-api-key", timeout=2.0, connect_timeout=1.0, policy=policy, budget=budget)
 
 
 def create(client: FaceSignClient) -> dict[str, Any]:
@@ -110,19 +112,34 @@ def test_500_then_200_is_retried_and_succeeds() -> None:
 
 
 @responses.activate
-def test_429_with_retry_after_zero_is_retried() -> None:
-    responses.add(responses.POST, SESSIONS, status=429, headers={"Retry-After": "0"})
-    responses.add(responses.POST, SESSIONS, json=ANSWER)
-    started = time.monotonic()
-    assert create(make_client()) == ANSWER
-    assert len(responses.calls) == 2
-    assert time.monotonic() - started < 2
+def test_a_429_is_not_retried_and_pauses_every_caller_of_the_budget_for_its_retry_after() -> None:
+    responses.add(responses.POST, SESSIONS, status=429, headers={"Retry-After": "7"})
+    budget = budget_for(100, 0.3, None)
+    receiver, worker = make_client(budget=budget), make_client(budget=budget)
+    with pytest.raises(BudgetExhausted) as raised:
+        create(receiver)
+    assert 6.5 <= raised.value.retry_after <= 7
+    with pytest.raises(BudgetExhausted) as waiting:
+        worker.get_session("sess_1")  # another caller of the same budget: nothing sent
+    assert 6 <= waiting.value.retry_after <= 7
+    assert len(responses.calls) == 1
+
+
+@pytest.mark.parametrize(("retry_after", "low", "high"), [("soon", 0.5, 1.0), ("-5", 0.5, 1.0), ("3600", 59, 60)])
+@responses.activate
+def test_a_429_without_a_usable_retry_after_pauses_a_second_and_a_huge_one_at_most_a_minute(
+    retry_after: str, low: float, high: float
+) -> None:
+    responses.add(responses.POST, SESSIONS, status=429, headers={"Retry-After": retry_after})
+    with pytest.raises(BudgetExhausted) as raised:
+        create(make_client())
+    assert low <= raised.value.retry_after <= high
 
 
 @pytest.mark.parametrize("retry_after", ["soon", "Wed, 21 Oct 2015 07:28:00 GMT", "-5"])
 @responses.activate
 def test_unusable_retry_after_falls_back_to_own_backoff(retry_after: str) -> None:
-    responses.add(responses.POST, SESSIONS, status=429, headers={"Retry-After": retry_after})
+    responses.add(responses.POST, SESSIONS, status=503, headers={"Retry-After": retry_after})
     responses.add(responses.POST, SESSIONS, json=ANSWER)
     started = time.monotonic()
     assert create(make_client()) == ANSWER
@@ -132,12 +149,56 @@ def test_unusable_retry_after_falls_back_to_own_backoff(retry_after: str) -> Non
 
 @responses.activate
 def test_retry_after_is_capped_by_the_policy() -> None:
-    responses.add(responses.POST, SESSIONS, status=429, headers={"Retry-After": "3600"})
+    responses.add(responses.POST, SESSIONS, status=503, headers={"Retry-After": "3600"})
     responses.add(responses.POST, SESSIONS, json=ANSWER)
     policy = RetryPolicy(attempts=3, total_seconds=5.0, backoff_max=0.01, backoff_multiplier=0.001, retry_after_cap=0.2)
     started = time.monotonic()
     assert create(make_client(policy)) == ANSWER
     assert 0.15 <= time.monotonic() - started < 1.5
+
+
+@responses.activate
+def test_every_try_takes_a_token_so_retries_stop_when_the_budget_is_spent() -> None:
+    responses.add(responses.GET, f"{SESSIONS}/sess_1", status=503, headers={"Retry-After": "0"})
+    client = make_client(budget=budget_for(2, 0, None))
+    with pytest.raises(BudgetExhausted) as raised:
+        client.get_session("sess_1")
+    assert len(responses.calls) == 2  # the first try and one retry; the third had no token
+    assert raised.value.retry_after > 0
+
+
+@responses.activate
+def test_worker_fetches_cannot_take_the_interactive_share_and_the_reconciler_only_the_leftover() -> None:
+    responses.add(responses.GET, f"{SESSIONS}/sess_1", json=ANSWER)
+    responses.add(responses.POST, SESSIONS, json=ANSWER)
+    client = make_client(budget=budget_for(10, 0.3, None))
+    for _ in range(3):
+        client.get_session("sess_1", caller=Caller.RECONCILER)
+    with pytest.raises(BudgetExhausted):
+        client.get_session("sess_1", caller=Caller.RECONCILER)
+    for _ in range(4):
+        client.get_session("sess_1")
+    with pytest.raises(BudgetExhausted):
+        client.get_session("sess_1")
+    for _ in range(3):
+        create(client)  # the reserve: a person can still start a recovery
+    with pytest.raises(BudgetExhausted):
+        create(client)
+    assert len(responses.calls) == 10
+
+
+@responses.activate
+def test_before_send_runs_with_the_token_in_hand_before_each_request() -> None:
+    responses.add(responses.GET, f"{SESSIONS}/sess_1", status=500)
+    responses.add(responses.GET, f"{SESSIONS}/sess_1", json=ANSWER)
+    seen: list[int] = []
+    assert make_client().get_session("sess_1", before_send=lambda: seen.append(len(responses.calls))) == ANSWER
+    assert seen == [0, 1]
+    empty = make_client(budget=budget_for(1, 0, None))
+    empty.get_session("sess_1")
+    with pytest.raises(BudgetExhausted):
+        empty.get_session("sess_1", before_send=lambda: seen.append(-1))
+    assert seen == [0, 1]  # no token, no request, and the caller's marker stays set
 
 
 @pytest.mark.parametrize(
@@ -198,7 +259,7 @@ def test_404_on_get_session_is_not_found_without_retry() -> None:
     assert len(responses.calls) == 1
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
 @responses.activate
 def test_persistent_transient_failure_gives_up_after_the_attempt_bound(status: int) -> None:
     responses.add(responses.GET, SESSION, status=status, headers={"Retry-After": "0"})
@@ -293,10 +354,10 @@ def test_a_create_that_may_have_been_processed_is_never_sent_twice(answer: str, 
     assert len(responses.calls) == 1
 
 
-@pytest.mark.parametrize("status", [429, 503])
 @responses.activate
-def test_a_create_refused_as_a_whole_is_retried(status: int) -> None:
-    responses.add(responses.POST, SESSIONS, status=status, headers={"Retry-After": "0"})
+def test_a_create_refused_as_a_whole_is_retried() -> None:
+    """A 503 means the vendor processed nothing; a 429 too, but it pauses the budget instead (above)."""
+    responses.add(responses.POST, SESSIONS, status=503, headers={"Retry-After": "0"})
     responses.add(responses.POST, SESSIONS, json=ANSWER)
     assert create(make_client()) == ANSWER
     assert len(responses.calls) == 2

@@ -78,7 +78,7 @@ def test_concurrent_puts_all_land_in_dramatiqs_keys_in_arrival_order() -> None:
     messages_by_id = {rid: data for rid, _, data in messages}
 
     async def scenario() -> list[str]:
-        await asyncio.gather(*(commit.put(rid, data) for rid, _, data in messages))
+        await asyncio.gather(*(commit.put(rid, data, rid, None, None) for rid, _, data in messages))
         await commit.aclose()
         return [rid for rid, _, _ in messages]
 
@@ -99,7 +99,9 @@ def test_the_queue_ceiling_refuses_whole_batches_before_redis_fills_up() -> None
 
     async def put(count: int) -> list[Any]:
         batch = [encode_message("q", "a", (str(i),), {}) for i in range(count)]
-        return await asyncio.gather(*(commit.put(rid, data) for rid, _, data in batch), return_exceptions=True)
+        return await asyncio.gather(
+            *(commit.put(rid, data, rid, None, None) for rid, _, data in batch), return_exceptions=True
+        )
 
     async def scenario() -> tuple[list[Any], list[Any]]:
         first = await put(4)
@@ -107,11 +109,11 @@ def test_the_queue_ceiling_refuses_whole_batches_before_redis_fills_up() -> None
         return first, second
 
     first, second = asyncio.run(scenario())
-    assert first == [None] * 4
+    assert first == [0] * 4
     assert len(second) == 1 and isinstance(second[0], QueueFull)
     assert client.llen("ns:q") == 4 and client.hlen("ns:q.msgs") == 4
     client.delete("ns:q.DQ.msgs")  # a worker made room
-    assert asyncio.run(put(1)) == [None]
+    assert asyncio.run(put(1)) == [0]
 
 
 class StalledClient:
@@ -123,11 +125,13 @@ class StalledClient:
     def register_script(self, script: str) -> Any:
         return self.run
 
-    async def run(self, keys: list[str], args: list[Any]) -> None:
+    async def run(self, keys: list[str], args: list[Any]) -> list[int]:
         await self.release.wait()
         if self.fail:
             raise ConnectionError("redis went away")
-        self.written += len(args) // 2
+        messages = (len(args) - 6) // 5  # after the six leading arguments, five per message
+        self.written += messages
+        return [0] * messages
 
     async def aclose(self) -> None:
         return None
@@ -138,15 +142,15 @@ def test_a_full_buffer_refuses_at_once_instead_of_growing() -> None:
         release = asyncio.Event()
         client = StalledClient(release, fail=False)
         commit = GroupCommit("redis://unused", "ns", "q", max_pending=3, max_batch=1, client_factory=lambda: client)
-        waiting = [asyncio.create_task(commit.put("m0", b"x"))]
+        waiting = [asyncio.create_task(commit.put("m0", b"x", "m0", None, None))]
         for _ in range(3):  # the put, then the writer taking its batch into flight
             await asyncio.sleep(0)
         assert commit.pending == 0
-        waiting += [asyncio.create_task(commit.put(f"m{i}", b"x")) for i in range(1, 4)]
+        waiting += [asyncio.create_task(commit.put(f"m{i}", b"x", f"s{i}", None, None)) for i in range(1, 4)]
         await asyncio.sleep(0)
         assert commit.pending == 3
         with pytest.raises(GroupCommitError, match="full"):
-            await commit.put("one-too-many", b"x")
+            await commit.put("one-too-many", b"x", "one-too-many", None, None)
         release.set()
         await asyncio.gather(*waiting)
         return client.written, commit.pending
@@ -159,12 +163,12 @@ def test_a_failed_round_trip_fails_every_waiter_of_that_batch_and_the_next_batch
         release = asyncio.Event()
         client = StalledClient(release, fail=True)
         commit = GroupCommit("redis://unused", "ns", "q", client_factory=lambda: client)
-        waiting = [asyncio.create_task(commit.put(f"m{i}", b"x")) for i in range(5)]
+        waiting = [asyncio.create_task(commit.put(f"m{i}", b"x", f"s{i}", None, None)) for i in range(5)]
         await asyncio.sleep(0)
         release.set()
         results = await asyncio.gather(*waiting, return_exceptions=True)
         client.fail = False
-        await commit.put("later", b"x")  # the writer restarts after a failure
+        await commit.put("later", b"x", "later", None, None)  # the writer restarts after a failure
         return [*results, client.written]
 
     *results, written = asyncio.run(scenario())
@@ -176,7 +180,7 @@ def test_a_round_trip_that_hangs_is_cut_by_the_timeout() -> None:
     async def scenario() -> None:
         client = StalledClient(asyncio.Event(), fail=False)  # never released
         commit = GroupCommit("redis://unused", "ns", "q", timeout=0.05, client_factory=lambda: client)
-        await commit.put("m", b"x")
+        await commit.put("m", b"x", "m", None, None)
 
     with pytest.raises(GroupCommitError, match="Timeout"):
         asyncio.run(scenario())
@@ -187,8 +191,8 @@ def test_a_waiter_that_went_away_does_not_break_the_batch() -> None:
         release = asyncio.Event()
         client = StalledClient(release, fail=False)
         commit = GroupCommit("redis://unused", "ns", "q", client_factory=lambda: client)
-        gone = asyncio.create_task(commit.put("gone", b"x"))
-        stays = asyncio.create_task(commit.put("stays", b"x"))
+        gone = asyncio.create_task(commit.put("gone", b"x", "gone", None, None))
+        stays = asyncio.create_task(commit.put("stays", b"x", "stays", None, None))
         await asyncio.sleep(0)
         gone.cancel()
         release.set()

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import responses
 from starlette.testclient import TestClient
 
 from adapters.db.attempts import create_attempt, hold_event_time
 from adapters.db.engine import Database
 from adapters.db.models import RecoveryAttempt
-from adapters.facesign.client import FaceSignError, FaceSignNotFound, FaceSignRejected, FaceSignTransient
+from adapters.facesign.budget import budget_for
+from adapters.facesign.client import (
+    FaceSignClient,
+    FaceSignError,
+    FaceSignNotFound,
+    FaceSignRejected,
+    FaceSignTransient,
+)
 from config import Settings
 from receiver.app import create_app
 from receiver.services import Services
@@ -311,3 +321,31 @@ def test_status_polling_is_not_rate_limited(tmp_path: Path) -> None:
     client, _, _ = make_app(tmp_path, per_minute=2)
     attempt_id = client.post("/recoveries").json()["id"]
     assert {client.get(f"/recoveries/{attempt_id}").status_code for _ in range(10)} == {200}
+
+
+@responses.activate
+def test_a_person_has_the_reserved_share_and_then_503_with_retry_after_at_once(tmp_path: Path) -> None:
+    """Worker fetches have spent all they may of a 10-a-minute budget: the 3 reserved for people remain,
+    then `POST /recoveries` answers 503 with Retry-After without waiting and without calling FaceSign."""
+    created = iter(range(100))
+
+    def new_session(request: Any) -> tuple[int, dict[str, str], str]:
+        session_id = f"sess_new_{next(created)}"
+        return 200, {}, json.dumps({"session": {"id": session_id}, "clientSecret": {"url": f"https://x/{session_id}"}})
+
+    responses.add_callback(responses.POST, "https://api.facesign.test/sessions", callback=new_session)
+    responses.add(responses.GET, "https://api.facesign.test/sessions/sess_1", json=ANSWER)
+    client_of_facesign = FaceSignClient("https://api.facesign.test", "key", budget=budget_for(10, 0.3, None))
+    for _ in range(7):
+        client_of_facesign.get_session("sess_1")
+    client, _, _ = make_app(tmp_path, facesign=client_of_facesign)  # type: ignore[arg-type]
+    assert [client.post("/recoveries").status_code for _ in range(3)] == [201, 201, 201]
+    started = time.monotonic()
+    refused = client.post("/recoveries")
+    assert time.monotonic() - started < 1
+    assert refused.status_code == 503 and 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert "error" in refused.json()
+    assert len(responses.calls) == 10
+
+
+ANSWER = {"session": {"id": "sess_1", "status": "created"}, "clientSecret": {"url": "https://x/s/sess_1"}}

@@ -19,6 +19,7 @@ from sandbox.app import create_sandbox_app
 from sandbox.delivery import Backoff
 from sandbox.server import SandboxServer
 from sandbox.state import SandboxState
+from sandbox.traffic import Traffic
 
 AUTH = {"Authorization": "Bearer test-key"}
 SECRET = "whsec_test"
@@ -268,9 +269,51 @@ def test_fault_knobs() -> None:
             "rate429": 0,
             "dropRate": 0.0,
             "duplicateRate": 0.0,
+            "rateLimitPerMinute": None,
         }
         assert client.post("/sandbox/faults", json={"errorRate": 2}).status_code == 400
         assert client.post("/sandbox/faults", json={"errorrate": 0.5}).status_code == 400
+
+
+def test_rate_limit_per_minute_answers_429_above_it_and_stats_count_what_was_received() -> None:
+    with sandbox() as (_, client):
+        assert client.post("/sandbox/faults", json={"rateLimitPerMinute": 3}).json()["rateLimitPerMinute"] == 3
+        session_id = create(client)
+        answers = [client.get(f"/sessions/{session_id}", headers=AUTH) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert 55 <= int(answers[-1].headers["Retry-After"]) <= 60
+        assert client.post("/sessions", json={"flow": build_recovery_flow()}, headers=AUTH).status_code == 429
+        stats = client.get("/sandbox/stats").json()
+        assert stats == {
+            "requests": 5,
+            "rateLimited": 2,
+            "maxRequestsIn60s": 5,
+            "rateLimitPerMinute": 3,
+            "sessions": {session_id: {"create": 1, "get": 3}},
+        }
+        assert client.post("/sandbox/faults", json={"rateLimitPerMinute": None}).status_code == 200
+        assert client.get(f"/sessions/{session_id}", headers=AUTH).status_code == 200
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "600"])
+def test_rate_limit_per_minute_must_be_a_positive_whole_number(value: Any) -> None:
+    with sandbox() as (_, client):
+        answer = client.post("/sandbox/faults", json={"rateLimitPerMinute": value})
+        assert answer.status_code == 400 and "rateLimitPerMinute" in answer.json()["error"]
+
+
+def test_the_largest_window_and_the_limit_slide_with_time() -> None:
+    now = [0.0]
+    traffic = Traffic(clock=lambda: now[0])
+    for at in (0, 10, 20, 59.5):
+        now[0] = at
+        assert traffic.arrive(limit=4) is None
+    now[0] = 65.0  # the request at 0 left the window; 10, 20 and 59.5 remain
+    assert traffic.arrive(limit=4) is None
+    assert traffic.arrive(limit=4) == pytest.approx(10 + 60 - 65)  # full until the request at 10 leaves
+    now[0] = 200.0
+    assert traffic.arrive(limit=4) is None
+    assert traffic.stats(4)["maxRequestsIn60s"] == 5  # 10, 20, 59.5, 65 and the refused one at 65
 
 
 def test_backoff_is_capped_and_jittered() -> None:
