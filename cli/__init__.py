@@ -179,15 +179,19 @@ def reconcile(once: bool) -> None:
 
 
 def _reconciler_metrics(settings: Settings) -> None:
-    """The reconciler's last pass, the chain's last verification and its FaceSign calls, for Prometheus."""
+    """The reconciler's last pass, the chain's last verification, its FaceSign calls and its share of the
+    FaceSign budget, for Prometheus."""
+    from adapters.facesign.budget import budget_metrics
     from adapters.facesign.client import vendor_metrics
     from adapters.status_metrics import serve_metrics, status_metrics
 
     host, port = settings.reconciler_metrics_host, settings.reconciler_metrics_port
     if not port:
         return
+    vendor, budget = vendor_metrics(), budget_metrics()
+    collectors = (status_metrics(), vendor.latency, vendor.errors, budget.tokens, budget.waits, budget.wait_seconds)
     try:
-        port = serve_metrics(host, port, status_metrics(), vendor_metrics().latency, vendor_metrics().errors)
+        port = serve_metrics(host, port, *collectors, budget.rate_limited)
     except OSError as exc:
         raise click.ClickException(f"RECONCILER_METRICS_HOST: cannot listen on {host} ({exc.strerror})") from None
     click.echo(f"reconciler metrics on http://{host}:{port}/metrics", err=True)

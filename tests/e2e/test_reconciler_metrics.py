@@ -1,4 +1,5 @@
-"""A standalone `reconcile` serves its gauges for Prometheus: its last pass and the chain's verdict."""
+"""A standalone `reconcile` serves its gauges for Prometheus: its last pass, the chain's verdict and its
+share of the FaceSign budget."""
 
 from __future__ import annotations
 
@@ -32,3 +33,6 @@ def test_reconcile_serves_its_last_pass_and_the_chain_verdict(processes: Process
     last_pass = re.search(r"^facesign_reconciler_last_pass_timestamp_seconds (\S+)$", text, re.MULTILINE)
     assert last_pass and float(last_pass.group(1)) >= started - 1, text
     assert re.search(r"^facesign_audit_chain_intact 1\.0$", text, re.MULTILINE), text
+    # Declared even before the reconciler first asks FaceSign: a dashboard finds the series.
+    assert "# TYPE facesign_budget_waits_total counter" in text, text
+    assert "# TYPE facesign_api_rate_limited_total counter" in text, text
