@@ -107,7 +107,7 @@ class WebhookEndpoint:
             await response(scope, receive, send)
 
     async def _handle(self, scope: Scope, receive: Receive) -> Response | None:
-        """SPEC 4.1 in order; None means 200 `{"received": true}`."""
+        """The webhook contract's checks in order; None means 200 `{"received": true}`."""
         settings, results = self.settings, self.results
         declared, header = _headers(scope)
         try:

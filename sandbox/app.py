@@ -1,4 +1,4 @@
-"""The sandbox's Starlette app: the vendor API of SPEC section 2, plus the hosted page and the control API."""
+"""The sandbox's Starlette app: the FaceSign API routes the service calls, plus the hosted page and the control API."""
 
 from __future__ import annotations
 

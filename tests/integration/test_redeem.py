@@ -1,4 +1,4 @@
-"""`POST /reset-tokens/redeem` (SPEC §4): once, while unexpired, one answer for every bad token."""
+"""`POST /reset-tokens/redeem`: once, while unexpired, one answer for every bad token."""
 
 from __future__ import annotations
 

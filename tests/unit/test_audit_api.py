@@ -1,4 +1,4 @@
-"""`GET /audit/decisions` (SPEC §4): auditor auth, filter validation, the cursor, CSV, the access log."""
+"""`GET /audit/decisions`: auditor auth, filter validation, the cursor, CSV, the access log."""
 
 from __future__ import annotations
 

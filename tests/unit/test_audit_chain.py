@@ -1,4 +1,4 @@
-"""SPEC §6: the audit log's canonical row form and its SHA-256 hash chain."""
+"""The audit log's canonical row form and its SHA-256 hash chain."""
 
 from __future__ import annotations
 

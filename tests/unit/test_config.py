@@ -1,4 +1,4 @@
-"""SPEC §3: configuration from the environment; bad values stop start-up with one line naming the variable."""
+"""Configuration from the environment; bad values stop start-up with one line naming the variable."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`/healthz`, `/readyz` and `/metrics` (SPEC §4)."""
+"""`/healthz`, `/readyz` and `/metrics`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`POST /recoveries` and `GET /recoveries/{id}` (SPEC §4) against the real app with a fake FaceSign."""
+"""`POST /recoveries` and `GET /recoveries/{id}` against the real app with a fake FaceSign."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §5: the decision rules, one table row per rule plus the precedence between them."""
+"""The decision rules, one table row per rule plus the precedence between them."""
 
 from __future__ import annotations
 

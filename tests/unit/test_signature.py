@@ -1,4 +1,4 @@
-"""SPEC §4.1 step 2: the webhook signature, `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + raw body>`."""
+"""The webhook signature, `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + raw body>`."""
 
 from __future__ import annotations
 

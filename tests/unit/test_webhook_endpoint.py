@@ -1,4 +1,4 @@
-"""`POST /webhooks/facesign`: every row of SPEC §4.1, in order, against the real app with fake ports."""
+"""`POST /webhooks/facesign`: every step of the webhook contract, in order, against the real app with fake ports."""
 
 from __future__ import annotations
 
