@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from adapters.db.attempts import create_attempt
 from adapters.db.auditors import create_token
@@ -110,6 +111,22 @@ def test_recoveries_are_capped_for_all_clients_together(tmp_path: Path) -> None:
     answers = [TestClient(app, client=(f"198.51.100.{n}", 40000)).post("/recoveries", json={}) for n in range(1, 6)]
     assert [a.status_code for a in answers] == [201, 201, 201, 429, 429]
     assert 1 <= int(answers[-1].headers["Retry-After"]) <= 60
+
+
+def test_behind_a_listed_proxy_each_client_has_its_own_limit(tmp_path: Path) -> None:
+    """A proxy on another host, listed in FORWARDED_ALLOW_IPS: uvicorn (as `serve` runs it, with
+    proxy_headers) takes each client's address from X-Forwarded-For, so one client's limit is not
+    everyone's. The same header from an unlisted host is ignored."""
+    settings = Settings(database_url=app_database_url(tmp_path), recoveries_per_minute=1, forwarded_allow_ips="10.0.0.5")
+    app = ProxyHeadersMiddleware(
+        create_app(make_services(settings, facesign=FakeFaceSign())), trusted_hosts=settings.forwarded_allow_ips
+    )
+    proxy = TestClient(app, client=("10.0.0.5", 40000))
+    codes = [proxy.post("/recoveries", json={}, headers={"X-Forwarded-For": f"198.51.100.{n}"}) for n in (1, 2, 1)]
+    assert [answer.status_code for answer in codes] == [201, 201, 429]
+    stranger = TestClient(app, client=("10.0.0.6", 40000))
+    codes = [stranger.post("/recoveries", json={}, headers={"X-Forwarded-For": f"198.51.100.{n}"}) for n in (3, 4)]
+    assert [answer.status_code for answer in codes] == [201, 429]  # both are 10.0.0.6
 
 
 # Dates and CSV

@@ -77,3 +77,17 @@ def test_the_sandbox_serves_on_loopback_only(tmp_path: Path) -> None:
 def test_trusting_every_proxy_is_refused_with_the_reason(tmp_path: Path) -> None:
     code, output, _ = serve(tmp_path, {"FORWARDED_ALLOW_IPS": "*"}, "--sandbox")
     assert code == 1 and "FORWARDED_ALLOW_IPS" in output and "own address" in output
+
+
+def test_serve_believes_forwarded_headers_from_the_listed_proxies_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    code, output, _ = serve(tmp_path, {"FORWARDED_ALLOW_IPS": "10.0.0.5,10.1.0.0/16"}, "--sandbox")
+    assert code == 0, output
+    [options] = calls
+    assert options["proxy_headers"] is True
+    assert options["forwarded_allow_ips"] == "10.0.0.5,10.1.0.0/16"
