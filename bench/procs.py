@@ -56,13 +56,20 @@ def running(argv: list[str], env: Mapping[str, str], log: Path, port: int | None
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the leader alone, as an orchestrator sends it: Dramatiq's main process passes it on
+    to its worker processes, and a worker signalled twice (by the group, then by its parent) exits at
+    once, mid-message. Whatever of the group outlives the leader's timeout is killed."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)
         try:
             process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(STOP_TIMEOUT)
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # the whole group is gone
+    process.wait(STOP_TIMEOUT)
 
 
 def uvicorn(target: str, port: int, factory: bool = False) -> list[str]:

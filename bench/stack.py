@@ -23,7 +23,7 @@ from adapters.db.attempts import create_attempt
 from adapters.db.engine import Database
 from adapters.db.migrate import upgrade
 from adapters.db.models import Decision, OutgoingMail
-from adapters.db.outbox import SENT
+from adapters.db.outbox import PENDING, SENT
 from adapters.db.users import add_user
 from adapters.queue.group_commit import encode_message, queue_keys
 from adapters.queue.names import NAMESPACE, PROCESS_ACTOR, SESSIONS_QUEUE
@@ -93,6 +93,11 @@ class Stack:
     def emails_unsent(self, engine: Engine) -> int:
         with engine.connect() as connection:
             return int(connection.scalar(select(func.count()).where(OutgoingMail.status != SENT)) or 0)
+
+    def emails_pending(self, engine: Engine) -> int:
+        """Queued and not yet claimed by a sender."""
+        with engine.connect() as connection:
+            return int(connection.scalar(select(func.count()).where(OutgoingMail.status == PENDING)) or 0)
 
     def decisions(self, engine: Engine) -> tuple[int, datetime | None]:
         """How many audit rows there are, and when the last was decided. Polled every few milliseconds
