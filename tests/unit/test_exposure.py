@@ -117,7 +117,9 @@ def test_behind_a_listed_proxy_each_client_has_its_own_limit(tmp_path: Path) -> 
     """A proxy on another host, listed in FORWARDED_ALLOW_IPS: uvicorn (as `serve` runs it, with
     proxy_headers) takes each client's address from X-Forwarded-For, so one client's limit is not
     everyone's. The same header from an unlisted host is ignored."""
-    settings = Settings(database_url=app_database_url(tmp_path), recoveries_per_minute=1, forwarded_allow_ips="10.0.0.5")
+    settings = Settings(
+        database_url=app_database_url(tmp_path), recoveries_per_minute=1, forwarded_allow_ips="10.0.0.5"
+    )
     app = ProxyHeadersMiddleware(
         create_app(make_services(settings, facesign=FakeFaceSign())), trusted_hosts=settings.forwarded_allow_ips
     )
