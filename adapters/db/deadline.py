@@ -78,14 +78,19 @@ class StatementDeadline:
 
     def _ping_on_checkout(self, dbapi_connection: Any, *_: Any) -> None:
         """The pool's pre-ping, under the deadline (SQLAlchemy's own pre-ping runs outside every event).
-        A failed ping makes the pool discard this connection and open a fresh one."""
+        A failed ping makes the pool discard this connection and open a fresh one. Like SQLAlchemy's
+        ping for psycopg, it runs in autocommit, so that it leaves no transaction open behind it (the
+        caller may still choose an isolation level or autocommit for its own work)."""
         self.arm(dbapi_connection)
+        autocommit = dbapi_connection.autocommit
         try:
+            dbapi_connection.autocommit = True
             cursor = dbapi_connection.cursor()
             try:
                 cursor.execute("SELECT 1")
             finally:
                 cursor.close()
+            dbapi_connection.autocommit = autocommit
         except Exception as error:
             raise exc.DisconnectionError(f"ping failed: {type(error).__name__}") from error
         finally:

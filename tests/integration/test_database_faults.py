@@ -86,6 +86,17 @@ def test_statement_timeout_is_set_on_every_connection(postgres_url: str) -> None
     db.dispose()
 
 
+def test_the_checkout_ping_leaves_no_transaction_open(postgres_url: str) -> None:
+    """A caller gets an idle connection: it may still pick autocommit or an isolation level."""
+    db = Database.connect(postgres_url, TIMEOUTS)
+    for _ in range(2):  # a fresh connection, then one back from the pool
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+    with db.engine.connect() as connection:
+        assert connection.connection.dbapi_connection.info.transaction_status.name == "IDLE"
+    db.dispose()
+
+
 def receiver_on(url: str, facesign: FakeFaceSign) -> tuple[TestClient, Any]:
     settings = Settings(database_url=url, webhook_secrets=("s",))
     services = make_services(settings, db=Database.connect(url, TIMEOUTS), facesign=facesign)
