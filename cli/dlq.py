@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
 from cli import load_settings
+from cli.output import echo_rows
 
 COLUMNS = ("messageId", "queue", "actor", "sessionId", "ageSeconds", "failure")
 
@@ -47,14 +47,7 @@ def dlq_list(fmt: str) -> None:
         rows = [_row(letter) for letter in list_dead_letters(_broker())]
     except DeadLetterError as exc:
         raise click.ClickException(str(exc)) from None
-    if fmt == "jsonl":
-        for row in rows:
-            click.echo(json.dumps(row, separators=(",", ":")))
-        return
-    click.echo("  ".join(COLUMNS))
-    for row in rows:
-        click.echo("  ".join("-" if row[c] is None else str(row[c]) for c in COLUMNS))
-    click.echo(f"({len(rows)} dead letters)")
+    echo_rows(rows, COLUMNS, fmt, "dead letters")
 
 
 @dlq.command("replay")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlsplit
 
 import click
 
 from cli import load_settings
+from cli.output import echo_rows
 from config import Settings
 
 COLUMNS = ("eventId", "type", "createdAt", "endpoint", "status", "attempts", "lastError")
@@ -52,14 +52,7 @@ def events_list(failed: bool, limit: int, fmt: str) -> None:
         }
         for item in listing(_deps(load_settings()), failed, limit)
     ]
-    if fmt == "jsonl":
-        for row in rows:
-            click.echo(json.dumps(row, separators=(",", ":")))
-        return
-    click.echo("  ".join(COLUMNS))
-    for row in rows:
-        click.echo("  ".join("-" if row[c] is None else str(row[c]) for c in COLUMNS))
-    click.echo(f"({len(rows)} deliveries)")
+    echo_rows(rows, COLUMNS, fmt, "deliveries")
 
 
 @events.command("replay")
