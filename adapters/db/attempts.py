@@ -50,13 +50,7 @@ def create_attempt(
 
 def attach_session(session: Session, attempt_id: str, session_id: str, session_url: str) -> bool:
     """Give a pending attempt the session FaceSign created for it; False when it is no longer pending."""
-    attached = session.execute(
-        update(RecoveryAttempt)
-        .where(RecoveryAttempt.id == attempt_id, RecoveryAttempt.status == PENDING)
-        .values(session_id=session_id, session_url=session_url)
-        .returning(RecoveryAttempt.id)
-    ).first()
-    return attached is not None
+    return _update_pending(session, attempt_id, session_id=session_id, session_url=session_url)
 
 
 def fail_unstarted(session: Session, now: datetime, created_before: datetime, attempt_id: str | None = None) -> int:
@@ -127,13 +121,18 @@ def for_deciding(session: Session, session_id: str, *, lock: bool = False) -> tu
 
 def settle(session: Session, attempt_id: str, status: str, now: datetime) -> bool:
     """Move a pending attempt to its final status; False when it was no longer pending."""
-    settled = session.execute(
+    return _update_pending(session, attempt_id, status=status, decided_at=now)
+
+
+def _update_pending(session: Session, attempt_id: str, **values: object) -> bool:
+    """Set these columns of the attempt if it is still pending (one statement); False when it is not."""
+    changed = session.execute(
         update(RecoveryAttempt)
         .where(RecoveryAttempt.id == attempt_id, RecoveryAttempt.status == PENDING)
-        .values(status=status, decided_at=now)
+        .values(**values)
         .returning(RecoveryAttempt.id)
     ).first()
-    return settled is not None
+    return changed is not None
 
 
 def hold_event_time(session: Session, session_id: str, event_at: datetime) -> None:
