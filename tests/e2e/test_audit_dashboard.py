@@ -50,23 +50,32 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture
-def dashboard(processes: Processes, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    port = free_port()
-    url = f"sqlite:///{tmp_path}/dash.db"
+def sandbox_database(
+    processes: Processes, path: Path, decisions: int, start: datetime, step: timedelta
+) -> tuple[str, dict[str, str]]:
+    """A migrated SQLite database holding `decisions` generated chained decisions from `start`, and the
+    environment of a sandboxed `serve` on it."""
+    url = f"sqlite:///{path}"
     env = base_env(
         DATABASE_URL=url,
         SANDBOX_PORT=str(free_port()),
         MAIL_BACKEND="file",
-        MAIL_DIR=str(tmp_path),
+        MAIL_DIR=str(path.parent),
         FACESIGN_SANDBOX="1",
     )
     assert processes.run(env, "db", "upgrade").returncode == 0
+    engine = make_engine(url)
+    fill(engine, decisions, start=start, step=step)
+    engine.dispose()
+    return url, env
+
+
+@pytest.fixture
+def dashboard(processes: Processes, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    port = free_port()
     # 96 decisions an hour apart ending now: the last four days, so "last week" holds all of them.
     now = datetime.now(UTC).replace(microsecond=0)
-    engine = make_engine(url)
-    fill(engine, 96, start=now - timedelta(hours=95), step=timedelta(hours=1))
-    engine.dispose()
+    url, env = sandbox_database(processes, tmp_path / "dash.db", 96, now - timedelta(hours=95), timedelta(hours=1))
     created = processes.run(env, "auditor-token", "create", "ann")
     assert created.returncode == 0, created.stderr
     processes.start("serve", env, "serve", "--port", str(port))
@@ -133,19 +142,10 @@ def explained(processes: Processes, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """200 generated decisions over the last two weeks, a full verification, then two real ones made by the
     decision path itself: an approval and a deepfake."""
     port = free_port()
-    url = f"sqlite:///{tmp_path}/explained.db"
-    env = base_env(
-        DATABASE_URL=url,
-        SANDBOX_PORT=str(free_port()),
-        MAIL_BACKEND="file",
-        MAIL_DIR=str(tmp_path),
-        FACESIGN_SANDBOX="1",
-    )
-    assert processes.run(env, "db", "upgrade").returncode == 0
     now = datetime.now(UTC).replace(microsecond=0)
-    engine = make_engine(url)
-    fill(engine, 200, start=now - timedelta(days=13), step=timedelta(minutes=90))
-    engine.dispose()
+    url, env = sandbox_database(
+        processes, tmp_path / "explained.db", 200, now - timedelta(days=13), timedelta(minutes=90)
+    )
     verified = processes.run(env, "audit", "verify")
     assert verified.returncode == 0 and verified.stdout.startswith("200 rows, chain intact"), verified.stderr
     deps, fake = make_deps(url, str(tmp_path / "mail"))
