@@ -52,13 +52,18 @@ def emit_decision(
 
 def deliver(deps: Deps, delivery_id: int, now: datetime | None = None) -> float | None:
     """One attempt. Returns the seconds until the next attempt when this one failed and the window
-    is still open; None when delivered, dead-lettered, or not this caller's to send."""
+    is still open, or when it is not due yet; None when delivered, dead-lettered, or not this
+    caller's to send."""
     settings = deps.settings
     now = now or utcnow()
     with deps.db.transaction() as session:
         claimed = outbox.claim(session, delivery_id, now, now + LEASE)
+        due = outbox.pending_until(session, delivery_id) if claimed is None else None
     if claimed is None:
-        return None
+        # Someone else's, or finished; or pending and not yet due, because its delayed message came a
+        # little early (broker times are whole milliseconds, another host's clock may be ahead): then
+        # the message comes back when it is due rather than leave the delivery for the reconciler.
+        return (due - now).total_seconds() if due is not None and due > now else None
     error = deps.event_sender.post(claimed.url, claimed.event_id, claimed.body, utcnow())
     finished = utcnow()
     if error is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from typing import Any
@@ -92,7 +93,7 @@ def deliver_app_event(delivery_id: int) -> None:
     (Dramatiq's own retries are for errors of ours, such as the database being away.)"""
     retry_in = app_events.deliver(context.current(), delivery_id)
     if retry_in is not None:
-        deliver_app_event.send_with_options(args=(delivery_id,), delay=int(retry_in * 1000))
+        deliver_app_event.send_with_options(args=(delivery_id,), delay=math.ceil(retry_in * 1000))
 
 
 ACTORS = (process_session_event, send_reset_email, deliver_app_event)

@@ -72,6 +72,16 @@ def claim(session: Session, delivery_id: int, now: datetime, lease_until: dateti
     return Claim(row.event_id, row.url, body or "", row.attempts, as_utc(row.window_started_at))
 
 
+def pending_until(session: Session, delivery_id: int) -> datetime | None:
+    """When a pending delivery is next due; None when it is not pending."""
+    due = session.scalar(
+        select(AppEventDelivery.next_attempt_at).where(
+            AppEventDelivery.id == delivery_id, AppEventDelivery.status == PENDING
+        )
+    )
+    return as_utc(due) if due is not None else None
+
+
 def delivered(session: Session, delivery_id: int, now: datetime) -> None:
     session.execute(
         update(AppEventDelivery)

@@ -224,6 +224,21 @@ def test_a_receiver_down_past_the_window_leaves_dead_letters_that_replay_deliver
     assert unknown.exit_code == 1 and "no event msg_nope" in unknown.output
 
 
+def test_a_delivery_message_that_comes_early_comes_back_when_due(tmp_path: Path) -> None:
+    """Broker delays are whole milliseconds and hosts' clocks differ: a retry's message may arrive just
+    before the delivery is due. It is neither sent nor dropped; it says when to come back."""
+    from adapters.db import app_events as outbox
+
+    receiver = AppReceiver(SECRET, free_port())
+    deps, _ = events_deps(tmp_path, (receiver.url,))
+    due = datetime.now(UTC)
+    with deps.db.transaction() as session:
+        _, [delivery] = outbox.add_event(session, "recovery.denied", "{}", due, (receiver.url,))
+    assert app_events.deliver(deps, delivery, now=due - timedelta(milliseconds=2)) == pytest.approx(0.002)
+    assert gauge(deps, "facesign_app_event_deliveries", state="pending") == 1
+    assert receiver.accepted_ids() == []
+
+
 def test_the_reconciler_delivers_what_a_lost_message_or_a_dead_worker_left(tmp_path: Path) -> None:
     from adapters.db import app_events as outbox
     from usecases.reconcile import reconcile_once
