@@ -264,18 +264,23 @@ class Chaos:
                 requests.post(faults, json={"latencyMs": 0}, timeout=5)
 
 
-def post_with_retries(url: str, attempts: int = 30, **kwargs: Any) -> requests.Response:
-    """What a client does when the service answers 503 or is briefly unreachable: try again, boundedly."""
+def post_with_retries(url: str, attempts: int = 30, patience: float = 60.0, **kwargs: Any) -> requests.Response:
+    """What a client does when the service answers 503 or is briefly unreachable: try again, boundedly
+    (at least `attempts` times and for at least `patience` seconds, as a person or FaceSign would)."""
     last: requests.Response | None = None
-    for _ in range(attempts):
+    error: Exception | None = None
+    tries, give_up_at = 0, time.monotonic() + patience
+    while tries < attempts or time.monotonic() < give_up_at:
+        tries += 1
         try:
             last = requests.post(url, timeout=15, **kwargs)
             if last.status_code < 500:
                 return last
-        except requests.RequestException:
-            pass
+        except requests.RequestException as exc:
+            error = exc
         time.sleep(0.3)
-    raise AssertionError(f"POST {url} kept failing: {last.status_code if last else 'no answer'}")
+    answer = last.status_code if last else "no answer"
+    raise AssertionError(f"POST {url} kept failing ({tries} tries): {answer}; last error: {error!r}")
 
 
 def late_duplicate(base: str, session_id: str, event_id: str, rng: random.Random) -> int:
