@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 import pytest
@@ -46,7 +47,8 @@ def wait_for(condition: object, timeout: float) -> bool:
     return bool(condition())  # type: ignore[operator]
 
 
-def test_messages_stranded_in_a_live_workers_acks_are_processed(broker: TrackingRedisBroker) -> None:
+def counting_actor(broker: dramatiq.Broker) -> tuple[dramatiq.Actor[Any, Any], Counter[str]]:
+    """An actor on QUEUE that counts how often each argument was processed."""
     processed: Counter[str] = Counter()
     lock = threading.Lock()
 
@@ -54,7 +56,13 @@ def test_messages_stranded_in_a_live_workers_acks_are_processed(broker: Tracking
         with lock:
             processed[key] += 1
 
-    actor = dramatiq.Actor(record, broker=broker, actor_name="record", queue_name=QUEUE, priority=0, options={})
+    return dramatiq.Actor(
+        record, broker=broker, actor_name="record", queue_name=QUEUE, priority=0, options={}
+    ), processed
+
+
+def test_messages_stranded_in_a_live_workers_acks_are_processed(broker: TrackingRedisBroker) -> None:
+    actor, processed = counting_actor(broker)
     for number in range(5):
         actor.send(f"m{number}")
     stranded = broker.do_fetch(QUEUE, 3)  # what a timed-out fetch leaves behind
@@ -129,14 +137,7 @@ def test_delayed_messages_survive_a_full_redis(tmp_path: Path) -> None:
     client = redis.Redis.from_url(server.url, socket_timeout=5)
     tracking = TrackingRedisBroker(client=client, namespace="full", fetch_timeout=0.5)
     tracking.add_middleware(StrandedSweeper(interval=0.2))
-    processed: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def record(key: str) -> None:
-        with lock:
-            processed[key] += 1
-
-    actor = dramatiq.Actor(record, broker=tracking, actor_name="record", queue_name=QUEUE, priority=0, options={})
+    actor, processed = counting_actor(tracking)
     worker = dramatiq.Worker(tracking, worker_threads=2, worker_timeout=100)
     worker.start()
     try:
