@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import TypeGuard
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -63,12 +64,27 @@ def _headers(scope: Scope) -> tuple[bytes | None, str | None]:
     return length, header.decode("latin-1") if header else None
 
 
+def _text(value: object) -> TypeGuard[str]:
+    """A string that UTF-8 encodes, as the queue's messages and keys are: JSON escapes can spell lone
+    surrogates, which nothing encodes."""
+    if not isinstance(value, str):
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _session_event(body: bytes, signed_at: int) -> tuple[int, str, str | None, int] | None:
     """Shape check: None for an ignored type, else (400 or 0, session id, event id, event time).
 
     The event time (epoch milliseconds) is the event's `createdAt`, both signed by FaceSign; it dates
     the status change the event reports, which the expiry rule judges. A `createdAt` that is missing,
     not a whole number or later than the signature's second stands in for nothing: the signature's time does.
+    An `id` that is not a non-empty string is no event id (nothing to drop duplicates by).
     """
     try:
         event = json.loads(body)
@@ -79,13 +95,13 @@ def _session_event(body: bytes, signed_at: int) -> tuple[int, str, str | None, i
     if event["type"] != "session.status":
         return None
     session_id = event.get("sessionId")
-    if not isinstance(session_id, str) or not session_id.strip():
+    if not _text(session_id) or not session_id.strip():
         return 400, "session.status needs a non-empty string sessionId", None, 0
     event_id = event.get("id")
     created_at = event.get("createdAt")
     signed_ms = signed_at * 1000  # `t` is whole seconds: an event created in that second may read later
     event_at = created_at if type(created_at) is int and 0 < created_at < signed_ms + 1000 else signed_ms
-    return 0, session_id, event_id if isinstance(event_id, str) else None, event_at
+    return 0, session_id, event_id if _text(event_id) and event_id else None, event_at
 
 
 class WebhookEndpoint:

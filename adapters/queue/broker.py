@@ -13,7 +13,7 @@ from dramatiq.common import dq_name
 from dramatiq.middleware import CurrentMessage
 
 from adapters.queue.coalesce import Admission, InProcessPending, PendingFetches, count
-from adapters.queue.group_commit import GroupCommit, GroupCommitError, QueueFull, encode_message
+from adapters.queue.group_commit import GroupCommit, GroupCommitError, QueueFull
 from adapters.queue.names import NAMESPACE, PROCESS_ACTOR, QUEUES, SESSIONS_QUEUE
 from adapters.queue.stranded import StrandedSweeper, TrackingRedisBroker
 from adapters.queue.wakeup import WakingRedisBroker
@@ -169,6 +169,7 @@ class SessionEvents:
                 redis_url,
                 broker.namespace,
                 SESSIONS_QUEUE,
+                PROCESS_ACTOR,
                 max_messages=max_messages,
                 duplicate_window=duplicate_window,
             )
@@ -217,19 +218,16 @@ class SessionEvents:
         """
         if self.group_commit is None:
             return self.enqueue(session_id, event_id, event_at)
-        redis_message_id, message_id, data = encode_message(
-            SESSIONS_QUEUE, PROCESS_ACTOR, (session_id,), event_kwargs(event_id, event_at)
-        )
         try:
-            admission = await self.group_commit.put(redis_message_id, data, session_id, event_id, event_at)
+            answer = await self.group_commit.put(session_id, event_id, event_at)
         except QueueFull as exc:
             raise QueueFullError(str(exc)) from exc
         except GroupCommitError as exc:
             raise EnqueueError(str(exc)) from exc
-        if admission:
-            count(Admission(admission))
+        if isinstance(answer, int):
+            count(Admission(answer))
             return None
-        return message_id
+        return answer.decode()
 
     def ping(self) -> None:
         """Ready to take work: Redis takes a write and has headroom below its maxmemory. Raises otherwise."""

@@ -1,20 +1,22 @@
 """Group commit: the Dramatiq messages of many concurrent webhooks written to Redis in one round trip.
 
-The cost of answering a webhook is round trips, not hashing; while one batch is on the wire the
-next requests' messages gather in a bounded buffer and go in the next batch, written by one Lua
-script call (atomic, like MULTI/EXEC, for a quarter less client CPU than the four-command
-transaction). Each request waits until that call succeeded for its batch, so a 2xx still means
-"held by Redis".
+The cost of answering a webhook is round trips and per-request Python, not hashing; while one batch
+is on the wire the next requests' events gather in a bounded buffer and go in the next batch,
+written by one Lua script call (atomic, like MULTI/EXEC). Each request waits until that call
+succeeded for its batch, so a 2xx still means "held by Redis".
 
-The keys and the message JSON are exactly what Dramatiq's RedisBroker writes (its dispatch
-script's `enqueue`: `HSET <ns>:<queue>.msgs <redis_message_id> <message>` then
-`RPUSH <ns>:<queue> <redis_message_id>`), so stock Dramatiq workers consume them. That couples
-us to the broker's layout; this module is the project's one fast path past a library's public API,
-and two contract tests run against whatever Dramatiq is installed: tests/unit/test_group_commit.py
-(the bytes are what `Message.encode` writes) and tests/integration/test_group_commit.py (a stock
-worker consumes every message this module wrote).
+The keys and the messages are what Dramatiq's RedisBroker writes (its dispatch script's `enqueue`:
+`HSET <ns>:<queue>.msgs <redis_message_id> <message>` then `RPUSH <ns>:<queue> <redis_message_id>`;
+the message is `Message.encode`'s JSON), so stock Dramatiq workers consume them. The script builds
+each message itself from the batch's events (one JSON argument), the batch's timestamp and random
+bytes for the ids (version-4 UUIDs, as Dramatiq's own): per request, the event loop only queues a
+tuple. That couples us to the broker's layout; this module is the project's one fast path past a
+library's public API, and two contract tests run against whatever Dramatiq is installed:
+tests/unit/test_group_commit.py (each message decodes to what `Message.encode` writes for the same
+values) and tests/integration/test_group_commit.py (on real Redis, the same, and a stock worker
+consumes every message this module wrote).
 
-The same script keeps one fetch per burst (adapters/queue/coalesce.py): per message, an event id
+The same script keeps one fetch per burst (adapters/queue/coalesce.py): per event, an event id
 already seen within the signature tolerance is dropped (SET NX with expiry), and a session whose
 fetch is queued and not yet started gets no second message (its marker, SET NX with the enqueue;
 the marker keeps the latest signed event time it stands for, which the expiry rule judges). It
@@ -37,45 +39,61 @@ import redis.asyncio
 
 log = logging.getLogger(__name__)
 
-_Entry = tuple[str, bytes, str, str, int, "asyncio.Future[int]"]
+_Entry = tuple[str, str, int, "asyncio.Future[bytes | int]"]
 
 PENDING_TTL = 600  # seconds: a marker whose message was lost (purged by hand) stops coalescing after this
 WAKE_TOKENS = 16  # the wake-up list holds at most this many: enough to wake every idle consumer
+_ID_BYTES = 32  # random bytes per message: its redis_message_id and its message_id
 
 # KEYS: the queue's message hash, its list, its delay queue's message hash (retries waiting their turn),
 # its wake-up list. ARGV: the ceiling (0: none), the marker prefix, the seen-event prefix, the marker's
-# and the seen event's time to live (s), the wake-up list's cap; then per message in arrival order:
-# redis message id, message, session id, event id ('' when none), signed event time (ms, 0 unknown).
+# and the seen event's time to live (s), the wake-up list's cap, the message's opening up to its first
+# argument, the batch's timestamp (epoch ms), 64 random hex digits per event, and the events: a JSON array
+# of [session id, event id ('' when none), signed event time (epoch ms, 0 unknown)] in arrival order.
 # Answers -1 when the batch would take the queue past the ceiling (the whole batch is refused: Redis must
-# keep room for workers to heartbeat, fetch and ack), else one number per message: 0 enqueued,
-# 1 coalesced into the queued fetch, 2 duplicate event (coalesce.Admission).
-# The hash before the list: a consumer never pops an id whose message is not stored yet (and a script
-# runs whole). The marker and seen keys are named inside the script, as Dramatiq's own script names its keys.
+# keep room for workers to heartbeat, fetch and ack), else one answer per event: its message id when
+# enqueued, else 1 coalesced into the queued fetch, 2 duplicate event (coalesce.Admission).
+# A message is Message.encode's JSON with its fields in that order; cjson quotes the strings (it may
+# escape '/' where Python does not: the same JSON value). The hash before the list: a consumer never pops
+# an id whose message is not stored yet (and a script runs whole). The marker and seen keys are named
+# inside the script, as Dramatiq's own script names its keys.
 ENQUEUE_BATCH = """
+local events = cjson.decode(ARGV[10])
 local ceiling = tonumber(ARGV[1])
-if ceiling > 0 then
-    local held = redis.call('HLEN', KEYS[1]) + redis.call('HLEN', KEYS[3])
-    if held + (#ARGV - 6) / 5 > ceiling then
-        return -1
-    end
+if ceiling > 0 and redis.call('HLEN', KEYS[1]) + redis.call('HLEN', KEYS[3]) + #events > ceiling then
+    return -1
 end
-local fields, ids, verdicts = {}, {}, {}
-for i = 7, #ARGV, 5 do
-    local verdict = 0
-    local marker = ARGV[2] .. ARGV[i + 2]
-    if ARGV[i + 3] ~= '' and not redis.call('SET', ARGV[3] .. ARGV[i + 3], 1, 'NX', 'EX', ARGV[5]) then
-        verdict = 2
-    elseif not redis.call('SET', marker, ARGV[i + 4], 'NX', 'EX', ARGV[4]) then
-        verdict = 1
-        if tonumber(ARGV[i + 4]) > (tonumber(redis.call('GET', marker)) or 0) then
-            redis.call('SET', marker, ARGV[i + 4], 'KEEPTTL')
+local random = ARGV[9]
+local function uuid(at)
+    local variant = string.format('%x', 8 + tonumber(string.sub(random, at + 16, at + 16), 16) % 4)
+    return string.sub(random, at, at + 7) .. '-' .. string.sub(random, at + 8, at + 11) .. '-4' ..
+        string.sub(random, at + 13, at + 15) .. '-' .. variant .. string.sub(random, at + 17, at + 19) ..
+        '-' .. string.sub(random, at + 20, at + 31)
+end
+local fields, ids, answers = {}, {}, {}
+for i, event in ipairs(events) do
+    local session_id, event_id, event_at = event[1], event[2], string.format('%d', event[3])
+    local marker = ARGV[2] .. session_id
+    if event_id ~= '' and not redis.call('SET', ARGV[3] .. event_id, 1, 'NX', 'EX', ARGV[5]) then
+        answers[i] = 2
+    elseif not redis.call('SET', marker, event_at, 'NX', 'EX', ARGV[4]) then
+        answers[i] = 1
+        if event[3] > (tonumber(redis.call('GET', marker)) or 0) then
+            redis.call('SET', marker, event_at, 'KEEPTTL')
         end
     else
-        fields[#fields + 1] = ARGV[i]
-        fields[#fields + 1] = ARGV[i + 1]
-        ids[#ids + 1] = ARGV[i]
+        local redis_message_id, message_id = uuid(i * 64 - 63), uuid(i * 64 - 31)
+        local kwargs = '{"event_id":' .. (event_id == '' and 'null' or cjson.encode(event_id))
+        if event[3] > 0 then
+            kwargs = kwargs .. ',"event_at":' .. event_at
+        end
+        fields[#fields + 1] = redis_message_id
+        fields[#fields + 1] = ARGV[7] .. cjson.encode(session_id) .. '],"kwargs":' .. kwargs ..
+            '},"options":{"redis_message_id":"' .. redis_message_id .. '"},"message_id":"' .. message_id ..
+            '","message_timestamp":' .. ARGV[8] .. '}'
+        ids[#ids + 1] = redis_message_id
+        answers[i] = message_id
     end
-    verdicts[#verdicts + 1] = verdict
 end
 if #ids > 0 then
     redis.call('HSET', KEYS[1], unpack(fields))
@@ -84,7 +102,7 @@ if #ids > 0 then
     redis.call('LPUSH', KEYS[4], unpack(ids, 1, math.min(#ids, cap)))
     redis.call('LTRIM', KEYS[4], 0, cap - 1)
 end
-return verdicts
+return answers
 """
 
 
@@ -108,68 +126,12 @@ def seen_key(namespace: str, event_id: str) -> str:
     return f"{namespace}:seen-event:{event_id}"
 
 
-# Dramatiq's JSONEncoder is `json.dumps(data, separators=(",", ":"))`; one encoder built once gives
-# the same bytes without building an encoder per call.
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-# What that encoder writes for one string (ensure_ascii is on); used directly for the common shapes
-# below, a third of the cost of the encoder's general path for containers.
-_quote = json.encoder.encode_basestring_ascii
-
-
-def _json_args(args: tuple[Any, ...]) -> str:
-    for arg in args:
-        if type(arg) is not str:
-            return _dumps(args)
-    return f"[{','.join(map(_quote, args))}]"
-
-
-def _json_kwargs(kwargs: dict[str, Any]) -> str:
-    parts = []
-    for key, value in kwargs.items():
-        if type(key) is not str or (value is not None and type(value) is not str):
-            return _dumps(kwargs)
-        parts.append(f"{_quote(key)}:{'null' if value is None else _quote(value)}")
-    return f"{{{','.join(parts)}}}"
-
-
-def message_ids() -> tuple[str, str]:
-    """Two `str(uuid.uuid4())` from one system call and without UUID objects (version 4, RFC 4122 variant)."""
-    raw = bytearray(os.urandom(32))
-    raw[6] = raw[6] & 0x0F | 0x40
-    raw[8] = raw[8] & 0x3F | 0x80
-    raw[22] = raw[22] & 0x0F | 0x40
-    raw[24] = raw[24] & 0x3F | 0x80
-    t = raw.hex()
-    return (
-        f"{t[:8]}-{t[8:12]}-{t[12:16]}-{t[16:20]}-{t[20:32]}",
-        f"{t[32:40]}-{t[40:44]}-{t[44:48]}-{t[48:52]}-{t[52:]}",
-    )
-
-
 class GroupCommitError(Exception):
     """Redis did not take the batch, or the buffer is full: the caller answers 503."""
 
 
 class QueueFull(GroupCommitError):
     """The queue holds its ceiling of messages: refused before Redis itself fills up."""
-
-
-def encode_message(
-    queue_name: str, actor_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str, str, bytes]:
-    """`(redis_message_id, message_id, data)` as `RedisBroker.enqueue` builds them, without a `Message` object.
-
-    A `dramatiq.Message` costs ~45 µs to build and encode. This writes the same JSON (the fields of
-    `Message` in its order, Dramatiq's separators; tests compare the bytes) for a few µs: the webhook
-    path runs it once per request.
-    """
-    redis_message_id, message_id = message_ids()
-    data = (
-        f'{{"queue_name":{_dumps(queue_name)},"actor_name":{_dumps(actor_name)},"args":{_json_args(args)},'
-        f'"kwargs":{_json_kwargs(kwargs)},"options":{{"redis_message_id":"{redis_message_id}"}},'
-        f'"message_id":"{message_id}","message_timestamp":{int(time.time() * 1000)}}}'
-    )
-    return redis_message_id, message_id, data.encode()
 
 
 class GroupCommit:
@@ -186,6 +148,7 @@ class GroupCommit:
         redis_url: str,
         namespace: str,
         queue_name: str,
+        actor_name: str,
         *,
         max_pending: int = 4096,
         max_batch: int = 512,
@@ -207,6 +170,7 @@ class GroupCommit:
             PENDING_TTL,
             duplicate_window,
             WAKE_TOKENS,
+            f'{{"queue_name":{json.dumps(queue_name)},"actor_name":{json.dumps(actor_name)},"args":[',
         ]
         self.max_pending = max_pending
         self.max_batch = max_batch
@@ -221,17 +185,20 @@ class GroupCommit:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def put(
-        self, redis_message_id: str, data: bytes, session_id: str, event_id: str | None, event_at: int | None
-    ) -> int:
-        """Once Redis holds the message, or knows it needs none: 0 enqueued, 1 coalesced, 2 duplicate
-        (coalesce.Admission). Raises QueueFull past the ceiling, GroupCommitError when Redis did not take it.
-        `event_at`: the event's signed time (epoch ms), which a coalesced webhook leaves on the marker."""
+    async def put(self, session_id: str, event_id: str | None, event_at: int | None) -> bytes | int:
+        """Once Redis holds the session's message, or knows it needs none: the message's Dramatiq id
+        (ASCII bytes) when enqueued, else 1 coalesced or 2 duplicate (coalesce.Admission). Raises
+        QueueFull past the ceiling, GroupCommitError when Redis did not take it. `event_at`: the event's
+        signed time (epoch ms), which a coalesced webhook leaves on the marker. The strings must be
+        encodable as UTF-8 (no lone surrogates): ValueError otherwise, before the batch."""
         loop = self._bind()
         if len(self._pending) >= self.max_pending:
             raise GroupCommitError("enqueue buffer full")
-        future: asyncio.Future[int] = loop.create_future()
-        self._pending.append((redis_message_id, data, session_id, event_id or "", event_at or 0, future))
+        event_id = event_id or ""
+        if not (session_id.isascii() and event_id.isascii()):
+            (session_id + event_id).encode()  # one bad string must not fail everyone's batch
+        future: asyncio.Future[bytes | int] = loop.create_future()
+        self._pending.append((session_id, event_id, event_at or 0, future))
         if self._writer is None:
             self._writer = loop.create_task(self._drain())
         return await future
@@ -286,11 +253,11 @@ class GroupCommit:
         finally:
             self._writer = None
 
-    async def _write(self, batch: list[_Entry]) -> list[int]:
+    async def _write(self, batch: list[_Entry]) -> list[bytes | int]:
         assert self._enqueue is not None  # noqa: S101 - bound in put()
-        args: list[str | bytes | int] = [*self._head]
-        for message_id, data, session_id, event_id, event_at, _ in batch:
-            args += (message_id, data, session_id, event_id, event_at)
+        events = json.dumps([entry[:3] for entry in batch], separators=(",", ":"))
+        stamp = int(time.time() * 1000)
+        args = [*self._head, stamp, os.urandom(_ID_BYTES * len(batch)).hex(), events]
         answer = await self._enqueue(keys=self._keys, args=args)
         if answer == -1:
             raise QueueFull(f"the queue holds {self.max_messages} messages or more")

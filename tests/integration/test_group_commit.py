@@ -89,6 +89,39 @@ def test_a_stock_dramatiq_worker_runs_the_actor_for_every_message_the_fast_path_
     assert sorted(c[2] for c in calls) == sorted(message_ids)  # enqueue_async returns Dramatiq's message id
 
 
+AWKWARD_SESSIONS = ["sess_plain", 'sess_ü"\\/😀', "sess_\t\n\u2028", "sess_" + "x" * 500]
+
+
+def test_on_real_redis_each_message_is_what_dramatiq_encodes(redis_url: str, redis_broker: dramatiq.Broker) -> None:
+    """The script builds the messages with Redis's own cjson: the same JSON values as `Message.encode`
+    for quotes, backslashes, slashes, non-ASCII and control characters."""
+    events = SessionEvents(redis_broker, redis_url=redis_url)
+    answers = enqueue_all(events, [(s, f"evt_{i}") for i, s in enumerate(AWKWARD_SESSIONS)])
+    assert events.group_commit is not None
+    client = redis.Redis.from_url(redis_url)
+    try:
+        queued = client.lrange(events.group_commit.queue_key, 0, -1)
+        assert len(queued) == len(AWKWARD_SESSIONS)
+        for redis_message_id in queued:
+            data = client.hget(events.group_commit.messages_key, redis_message_id)
+            message = dramatiq.Message.decode(data)
+            expected = dramatiq.Message(
+                queue_name=SESSIONS_QUEUE,
+                actor_name=PROCESS_ACTOR,
+                args=message.args,
+                kwargs=message.kwargs,
+                options={"redis_message_id": redis_message_id.decode()},
+                message_id=message.message_id,
+                message_timestamp=message.message_timestamp,
+            ).encode()
+            assert json.loads(data) == json.loads(expected)
+            index = AWKWARD_SESSIONS.index(message.args[0])
+            assert message.kwargs == {"event_id": f"evt_{index}"}
+            assert message.message_id == answers[index]
+    finally:
+        client.close()
+
+
 def signed_post(client: httpx.AsyncClient, session_id: str) -> Any:
     body = json.dumps({"id": f"evt_{session_id}", "type": "session.status", "createdAt": 1, "sessionId": session_id})
     headers = {HEADER: sign(SECRET, int(time.time()), body.encode()), "content-type": "application/json"}

@@ -25,7 +25,7 @@ from starlette.testclient import TestClient
 from adapters.queue.broker import SessionEvents, build_broker
 from adapters.queue.coalesce import InProcessPending, RedisPending
 from adapters.queue.group_commit import GroupCommit, queue_keys
-from adapters.queue.names import SESSIONS_QUEUE
+from adapters.queue.names import PROCESS_ACTOR, SESSIONS_QUEUE
 from config import Settings
 from domain.signature import HEADER, sign
 from receiver.app import create_app
@@ -54,7 +54,7 @@ class RedisLane:
     def __init__(self, sync: Any, make_async: Callable[[], Any], namespace: str) -> None:
         self.sync, self.namespace = sync, namespace
         self.events = SessionEvents(build_broker(URL, namespace=namespace), URL)
-        self.events.group_commit = GroupCommit(URL, namespace, SESSIONS_QUEUE, client_factory=make_async)
+        self.events.group_commit = GroupCommit(URL, namespace, SESSIONS_QUEUE, PROCESS_ACTOR, client_factory=make_async)
         self.pending = RedisPending(URL, namespace, client=sync)
         self.messages_key, self.queue_key = queue_keys(namespace, SESSIONS_QUEUE)
 

@@ -1,5 +1,5 @@
-"""The group-commit enqueue without a network: Dramatiq's exact bytes (the contract of this fast path),
-batching, back-pressure, failure."""
+"""The group-commit enqueue without a network: the messages its script builds are Dramatiq's (the contract
+of this fast path), batching, back-pressure, failure."""
 
 from __future__ import annotations
 
@@ -9,84 +9,119 @@ import uuid
 from typing import Any
 
 import dramatiq
+import fakeredis
 import fakeredis.aioredis
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.queue.group_commit import GroupCommit, GroupCommitError, QueueFull, encode_message, message_ids
+from adapters.queue.group_commit import GroupCommit, GroupCommitError, QueueFull
 from adapters.queue.names import PROCESS_ACTOR, SESSIONS_QUEUE
-
-
-def dramatiq_encoding(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bytes, bytes, str]:
-    """encode_message's bytes, what RedisBroker.enqueue encodes for the same message (ids and timestamp
-    taken over), and the message id."""
-    redis_message_id, message_id, data = encode_message(SESSIONS_QUEUE, PROCESS_ACTOR, args, kwargs)
-    expected = dramatiq.Message(
-        queue_name=SESSIONS_QUEUE,
-        actor_name=PROCESS_ACTOR,
-        args=args,
-        kwargs=kwargs,
-        options={"redis_message_id": redis_message_id},
-        message_id=message_id,
-        message_timestamp=json.loads(data)["message_timestamp"],
-    ).encode()
-    return data, expected, message_id
-
-
-@pytest.mark.parametrize(
-    ("args", "kwargs"),
-    [(("sess_1",), {"event_id": "evt_1"}), (('sess_ü"\\',), {"event_id": None}), ((), {})],
-)
-def test_encoded_message_is_byte_for_byte_what_dramatiq_encodes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    data, expected, message_id = dramatiq_encoding(args, kwargs)
-    assert data == expected
-    decoded = dramatiq.Message.decode(data)
-    assert decoded.args == args and decoded.kwargs == kwargs and decoded.message_id == message_id
-
-
-_values = st.one_of(st.text(), st.none(), st.integers(), st.booleans(), st.lists(st.text(), max_size=3))
-
-
-@given(
-    args=st.tuples(_values) | st.tuples(st.text(), st.text()), kwargs=st.dictionaries(st.text(), _values, max_size=4)
-)
-@settings(max_examples=300)
-def test_encoding_matches_dramatiqs_for_any_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """The string-only shortcuts and the general path alike (non-ASCII, quotes, control characters)."""
-    data, expected, _ = dramatiq_encoding(args, kwargs)
-    assert data == expected
-
-
-def test_every_message_gets_fresh_ids() -> None:
-    first = encode_message(SESSIONS_QUEUE, PROCESS_ACTOR, ("s",), {})
-    second = encode_message(SESSIONS_QUEUE, PROCESS_ACTOR, ("s",), {})
-    assert len({first[0], first[1], second[0], second[1]}) == 4
 
 
 def fake_commit(server: fakeredis.FakeServer, **options: Any) -> GroupCommit:
     return GroupCommit(
-        "redis://unused", "ns", "q", client_factory=lambda: fakeredis.aioredis.FakeRedis(server=server), **options
+        "redis://unused",
+        "ns",
+        SESSIONS_QUEUE,
+        PROCESS_ACTOR,
+        client_factory=lambda: fakeredis.aioredis.FakeRedis(server=server),
+        **options,
     )
+
+
+def put_all(commit: GroupCommit, events: list[tuple[str, str | None, int | None]]) -> list[Any]:
+    async def scenario() -> list[Any]:
+        try:
+            return await asyncio.gather(*(commit.put(*event) for event in events), return_exceptions=True)
+        finally:
+            await commit.aclose()
+
+    return asyncio.run(scenario())
+
+
+def what_dramatiq_encodes(data: bytes, redis_message_id: str) -> dict[str, Any]:
+    """`Message.encode` for the message's own values (ids and timestamp taken over), decoded."""
+    message = dramatiq.Message.decode(data)
+    expected = dramatiq.Message(
+        queue_name=SESSIONS_QUEUE,
+        actor_name=PROCESS_ACTOR,
+        args=message.args,
+        kwargs=message.kwargs,
+        options={"redis_message_id": redis_message_id},
+        message_id=message.message_id,
+        message_timestamp=message.message_timestamp,
+    ).encode()
+    decoded: dict[str, Any] = json.loads(expected)
+    return decoded
+
+
+def stored_messages(server: fakeredis.FakeServer) -> list[tuple[str, bytes]]:
+    """(redis message id, message) in queue order."""
+    client = fakeredis.FakeRedis(server=server)
+    return [
+        (rid.decode(), client.hget(f"ns:{SESSIONS_QUEUE}.msgs", rid))
+        for rid in client.lrange(f"ns:{SESSIONS_QUEUE}", 0, -1)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("session_id", "event_id", "event_at", "kwargs"),
+    [
+        ("sess_1", "evt_1", 1_796_000_000_123, {"event_id": "evt_1", "event_at": 1_796_000_000_123}),
+        ('sess_ü"\\/😀', None, None, {"event_id": None}),
+        ("sess_2", "", 5, {"event_id": None, "event_at": 5}),
+    ],
+)
+def test_each_message_is_what_dramatiq_encodes_for_it(
+    session_id: str, event_id: str | None, event_at: int | None, kwargs: dict[str, Any]
+) -> None:
+    server = fakeredis.FakeServer()
+    [message_id] = put_all(fake_commit(server), [(session_id, event_id, event_at)])
+    [(redis_message_id, data)] = stored_messages(server)
+    assert json.loads(data) == what_dramatiq_encodes(data, redis_message_id)
+    decoded = dramatiq.Message.decode(data)
+    assert decoded.args == (session_id,) and decoded.kwargs == kwargs
+    assert decoded.message_id == message_id.decode()  # put answers Dramatiq's message id
+
+
+_any_text = st.characters(exclude_categories=())  # surrogates included
+
+
+@given(st.lists(st.tuples(st.text(_any_text, min_size=1), st.text(_any_text)), min_size=1, max_size=8))
+@settings(max_examples=100, deadline=None)
+def test_messages_match_dramatiqs_for_any_text(events: list[tuple[str, str]]) -> None:
+    """Non-ASCII, quotes, control characters; surrogates that cannot be sent are refused before the batch."""
+    server = fakeredis.FakeServer()
+    answers = put_all(fake_commit(server), [(s, e, 1) for s, e in events])
+    sendable = [not isinstance(a, ValueError) for a in answers]
+    for (session_id, event_id), ok in zip(events, sendable, strict=True):
+        assert ok == all(c < "\ud800" or c > "\udfff" for c in session_id + event_id)
+    for redis_message_id, data in stored_messages(server):
+        assert json.loads(data) == what_dramatiq_encodes(data, redis_message_id)
+    enqueued = [s for (s, _), a in zip(events, answers, strict=True) if isinstance(a, bytes)]
+    assert [dramatiq.Message.decode(d).args[0] for _, d in stored_messages(server)] == enqueued
+
+
+def test_message_ids_are_fresh_canonical_version_4_uuids() -> None:
+    server = fakeredis.FakeServer()
+    put_all(fake_commit(server), [(f"sess_{i}", None, None) for i in range(300)])
+    values = []
+    for redis_message_id, data in stored_messages(server):
+        values += [redis_message_id, dramatiq.Message.decode(data).message_id]
+    assert len(set(values)) == 600
+    for value in values:
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122
 
 
 def test_concurrent_puts_all_land_in_dramatiqs_keys_in_arrival_order() -> None:
     server = fakeredis.FakeServer()
-    commit = fake_commit(server, max_batch=50)
-
-    messages = [encode_message("q", "a", (str(i),), {}) for i in range(200)]
-    messages_by_id = {rid: data for rid, _, data in messages}
-
-    async def scenario() -> list[str]:
-        await asyncio.gather(*(commit.put(rid, data, rid, None, None) for rid, _, data in messages))
-        await commit.aclose()
-        return [rid for rid, _, _ in messages]
-
-    ids = asyncio.run(scenario())
-    client = fakeredis.FakeRedis(server=server)
-    assert [i.decode() for i in client.lrange("ns:q", 0, -1)] == ids  # arrival order kept
-    assert client.hlen("ns:q.msgs") == 200
-    assert client.hget("ns:q.msgs", ids[7]) == messages_by_id[ids[7]]
+    sessions = [f"sess_{i}" for i in range(200)]
+    put_all(fake_commit(server, max_batch=50), [(s, None, None) for s in sessions])
+    stored = stored_messages(server)
+    assert [dramatiq.Message.decode(data).args[0] for _, data in stored] == sessions  # arrival order kept
+    assert fakeredis.FakeRedis(server=server).hlen(f"ns:{SESSIONS_QUEUE}.msgs") == 200
 
 
 def test_the_queue_ceiling_refuses_whole_batches_before_redis_fills_up() -> None:
@@ -94,26 +129,33 @@ def test_the_queue_ceiling_refuses_whole_batches_before_redis_fills_up() -> None
     inside the batch's own script; past the ceiling nothing of the batch is written."""
     server = fakeredis.FakeServer()
     client = fakeredis.FakeRedis(server=server)
-    client.hset("ns:q.DQ.msgs", "retrying", b"x")  # a retry waiting its turn counts too
+    client.hset(f"ns:{SESSIONS_QUEUE}.DQ.msgs", "retrying", b"x")  # a retry waiting its turn counts too
     commit = fake_commit(server, max_messages=5)
 
-    async def put(count: int) -> list[Any]:
-        batch = [encode_message("q", "a", (str(i),), {}) for i in range(count)]
+    async def put(first: int, count: int) -> list[Any]:
         return await asyncio.gather(
-            *(commit.put(rid, data, rid, None, None) for rid, _, data in batch), return_exceptions=True
+            *(commit.put(f"s{i}", None, None) for i in range(first, first + count)), return_exceptions=True
         )
 
     async def scenario() -> tuple[list[Any], list[Any]]:
-        first = await put(4)
-        second = await put(1)
-        return first, second
+        return await put(0, 4), await put(4, 1)
 
     first, second = asyncio.run(scenario())
-    assert first == [0] * 4
+    assert all(isinstance(a, bytes) for a in first)
     assert len(second) == 1 and isinstance(second[0], QueueFull)
-    assert client.llen("ns:q") == 4 and client.hlen("ns:q.msgs") == 4
-    client.delete("ns:q.DQ.msgs")  # a worker made room
-    assert asyncio.run(put(1)) == [0]
+    assert client.llen(f"ns:{SESSIONS_QUEUE}") == 4 and client.hlen(f"ns:{SESSIONS_QUEUE}.msgs") == 4
+    client.delete(f"ns:{SESSIONS_QUEUE}.DQ.msgs")  # a worker made room
+    assert isinstance(asyncio.run(put(9, 1))[0], bytes)
+
+
+def test_a_string_redis_cannot_take_fails_its_own_put_and_not_the_batch() -> None:
+    server = fakeredis.FakeServer()
+    answers = put_all(
+        fake_commit(server), [("sess_ok", None, None), ("sess_\ud800", None, None), ("s", "evt_\udfff", 1)]
+    )
+    assert isinstance(answers[0], bytes)
+    assert isinstance(answers[1], ValueError) and isinstance(answers[2], ValueError)
+    assert [dramatiq.Message.decode(d).args for _, d in stored_messages(server)] == [("sess_ok",)]
 
 
 class StalledClient:
@@ -129,9 +171,9 @@ class StalledClient:
         await self.release.wait()
         if self.fail:
             raise ConnectionError("redis went away")
-        messages = (len(args) - 6) // 5  # after the six leading arguments, five per message
+        messages = len(json.loads(args[-1]))  # the last argument: the batch's events
         self.written += messages
-        return [0] * messages
+        return [1] * messages
 
     async def aclose(self) -> None:
         return None
@@ -141,16 +183,18 @@ def test_a_full_buffer_refuses_at_once_instead_of_growing() -> None:
     async def scenario() -> tuple[int, int]:
         release = asyncio.Event()
         client = StalledClient(release, fail=False)
-        commit = GroupCommit("redis://unused", "ns", "q", max_pending=3, max_batch=1, client_factory=lambda: client)
-        waiting = [asyncio.create_task(commit.put("m0", b"x", "m0", None, None))]
+        commit = GroupCommit(
+            "redis://unused", "ns", "q", "a", max_pending=3, max_batch=1, client_factory=lambda: client
+        )
+        waiting = [asyncio.create_task(commit.put("m0", None, None))]
         for _ in range(3):  # the put, then the writer taking its batch into flight
             await asyncio.sleep(0)
         assert commit.pending == 0
-        waiting += [asyncio.create_task(commit.put(f"m{i}", b"x", f"s{i}", None, None)) for i in range(1, 4)]
+        waiting += [asyncio.create_task(commit.put(f"s{i}", None, None)) for i in range(1, 4)]
         await asyncio.sleep(0)
         assert commit.pending == 3
         with pytest.raises(GroupCommitError, match="full"):
-            await commit.put("one-too-many", b"x", "one-too-many", None, None)
+            await commit.put("one-too-many", None, None)
         release.set()
         await asyncio.gather(*waiting)
         return client.written, commit.pending
@@ -162,13 +206,13 @@ def test_a_failed_round_trip_fails_every_waiter_of_that_batch_and_the_next_batch
     async def scenario() -> list[Any]:
         release = asyncio.Event()
         client = StalledClient(release, fail=True)
-        commit = GroupCommit("redis://unused", "ns", "q", client_factory=lambda: client)
-        waiting = [asyncio.create_task(commit.put(f"m{i}", b"x", f"s{i}", None, None)) for i in range(5)]
+        commit = GroupCommit("redis://unused", "ns", "q", "a", client_factory=lambda: client)
+        waiting = [asyncio.create_task(commit.put(f"s{i}", None, None)) for i in range(5)]
         await asyncio.sleep(0)
         release.set()
         results = await asyncio.gather(*waiting, return_exceptions=True)
         client.fail = False
-        await commit.put("later", b"x", "later", None, None)  # the writer restarts after a failure
+        await commit.put("later", None, None)  # the writer restarts after a failure
         return [*results, client.written]
 
     *results, written = asyncio.run(scenario())
@@ -179,8 +223,8 @@ def test_a_failed_round_trip_fails_every_waiter_of_that_batch_and_the_next_batch
 def test_a_round_trip_that_hangs_is_cut_by_the_timeout() -> None:
     async def scenario() -> None:
         client = StalledClient(asyncio.Event(), fail=False)  # never released
-        commit = GroupCommit("redis://unused", "ns", "q", timeout=0.05, client_factory=lambda: client)
-        await commit.put("m", b"x", "m", None, None)
+        commit = GroupCommit("redis://unused", "ns", "q", "a", timeout=0.05, client_factory=lambda: client)
+        await commit.put("m", None, None)
 
     with pytest.raises(GroupCommitError, match="Timeout"):
         asyncio.run(scenario())
@@ -190,9 +234,9 @@ def test_a_waiter_that_went_away_does_not_break_the_batch() -> None:
     async def scenario() -> int:
         release = asyncio.Event()
         client = StalledClient(release, fail=False)
-        commit = GroupCommit("redis://unused", "ns", "q", client_factory=lambda: client)
-        gone = asyncio.create_task(commit.put("gone", b"x", "gone", None, None))
-        stays = asyncio.create_task(commit.put("stays", b"x", "stays", None, None))
+        commit = GroupCommit("redis://unused", "ns", "q", "a", client_factory=lambda: client)
+        gone = asyncio.create_task(commit.put("gone", None, None))
+        stays = asyncio.create_task(commit.put("stays", None, None))
         await asyncio.sleep(0)
         gone.cancel()
         release.set()
@@ -200,11 +244,3 @@ def test_a_waiter_that_went_away_does_not_break_the_batch() -> None:
         return client.written
 
     assert asyncio.run(scenario()) == 2
-
-
-def test_message_ids_are_canonical_version_4_uuids() -> None:
-    values = {value for _ in range(1000) for value in message_ids()}
-    assert len(values) == 2000
-    for value in list(values)[:200]:
-        parsed = uuid.UUID(value)
-        assert str(parsed) == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122

@@ -293,8 +293,9 @@ def test_other_types_need_no_session_id(tmp_path: Path) -> None:
         b'{"id": "evt_1", "type": "session.status", "sessionId": ["sess_1"]}',
         b'{"id": "evt_1", "type": "session.status", "sessionId": {"id": "sess_1"}}',
         b'{"id": "evt_1", "type": "session.status", "sessionId": true}',
+        b'{"id": "evt_1", "type": "session.status", "sessionId": "sess_\\ud800"}',
     ],
-    ids=["missing", "empty", "null", "number", "list", "object", "bool"],
+    ids=["missing", "empty", "null", "number", "list", "object", "bool", "lone surrogate"],
 )
 def test_session_status_without_a_session_id_is_400(tmp_path: Path, body: bytes) -> None:
     client, events = make_app(tmp_path)
@@ -302,6 +303,16 @@ def test_session_status_without_a_session_id_is_400(tmp_path: Path, body: bytes)
     assert response.status_code == 400
     assert "error" in response.json()
     assert events.calls == []
+
+
+@pytest.mark.parametrize("event_id", ["", "evt_\udfff", 42], ids=["empty", "lone surrogate", "number"])
+def test_an_id_that_is_not_usable_text_is_no_event_id(tmp_path: Path, event_id: object) -> None:
+    """Enqueued without an event id (so without a duplicate check), rather than refused."""
+    client, events = make_app(tmp_path)
+    body = json.dumps({"id": event_id, "type": "session.status", "sessionId": "sess_1"}).encode()
+    response = post(client, body, signed(body))
+    assert response.status_code == 200
+    assert events.calls == [("sess_1", None)]
 
 
 # 6. Enqueue, then 200; 503 when the broker will not take it
@@ -516,7 +527,7 @@ def test_correctly_signed_random_objects_get_200_or_400_only(tmp_path: Path) -> 
             assert response.status_code == 200
         elif isinstance(session_id, str) and session_id.strip():
             assert response.status_code == 200
-            event_id = payload.get("id") if isinstance(payload.get("id"), str) else None
+            event_id = payload.get("id") if isinstance(payload.get("id"), str) and payload["id"] else None
             assert events.calls == [(session_id, event_id)]
             return
         else:
