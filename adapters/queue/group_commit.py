@@ -243,11 +243,11 @@ class GroupCommit:
                 except Exception as exc:  # every Redis failure means the same to every waiter: 503
                     log.warning("group commit of %d messages failed: %s", len(batch), type(exc).__name__)
                     error = exc if isinstance(exc, QueueFull) else GroupCommitError(type(exc).__name__)
-                    for *_, future in batch:
+                    for _, _, _, future in batch:
                         if not future.done():  # a waiter whose client went away was cancelled
                             future.set_exception(error)
                 else:
-                    for (*_, future), verdict in zip(batch, verdicts, strict=False):
+                    for (_, _, _, future), verdict in zip(batch, verdicts, strict=False):
                         if not future.done():
                             future.set_result(verdict)
         finally:
