@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from adapters.queue.group_commit import GroupCommit, GroupCommitError, QueueFull
 from adapters.queue.names import PROCESS_ACTOR, SESSIONS_QUEUE
+from tests.dramatiq_contract import what_dramatiq_encodes
 
 
 def fake_commit(server: fakeredis.FakeServer, **options: Any) -> GroupCommit:
@@ -38,22 +39,6 @@ def put_all(commit: GroupCommit, events: list[tuple[str, str | None, int | None]
             await commit.aclose()
 
     return asyncio.run(scenario())
-
-
-def what_dramatiq_encodes(data: bytes, redis_message_id: str) -> dict[str, Any]:
-    """`Message.encode` for the message's own values (ids and timestamp taken over), decoded."""
-    message = dramatiq.Message.decode(data)
-    expected = dramatiq.Message(
-        queue_name=SESSIONS_QUEUE,
-        actor_name=PROCESS_ACTOR,
-        args=message.args,
-        kwargs=message.kwargs,
-        options={"redis_message_id": redis_message_id},
-        message_id=message.message_id,
-        message_timestamp=message.message_timestamp,
-    ).encode()
-    decoded: dict[str, Any] = json.loads(expected)
-    return decoded
 
 
 def stored_messages(server: fakeredis.FakeServer) -> list[tuple[str, bytes]]:
