@@ -83,7 +83,7 @@ class Stack:
         a few hundred to a round trip."""
 
         async def write() -> None:
-            commit = GroupCommit(REDIS_URL, NAMESPACE, SESSIONS_QUEUE, PROCESS_ACTOR)
+            commit = GroupCommit(REDIS_URL, NAMESPACE, SESSIONS_QUEUE, PROCESS_ACTOR, max_pending=len(session_ids))
             try:
                 await asyncio.gather(*(commit.put(session_id, None, None) for session_id in session_ids))
             finally:
