@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from adapters.logs import log_context
 from adapters.queue.broker import EnqueueError, QueueFullError
+from adapters.queue.group_commit import storable
 from domain import signature
 from receiver.bodies import BodyError, ClientGone, read_limited
 from receiver.services import Services
@@ -65,17 +66,8 @@ def _headers(scope: Scope) -> tuple[bytes | None, str | None]:
 
 
 def _text(value: object) -> TypeGuard[str]:
-    """A string that UTF-8 encodes, as the queue's messages and keys are: JSON escapes can spell lone
-    surrogates, which nothing encodes."""
-    if not isinstance(value, str):
-        return False
-    if value.isascii():
-        return True
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
+    """A string the queue can carry (its messages and keys are UTF-8)."""
+    return isinstance(value, str) and storable(value)
 
 
 def _session_event(body: bytes, signed_at: int) -> tuple[int, str, str | None, int] | None:

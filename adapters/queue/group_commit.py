@@ -126,6 +126,18 @@ def seen_key(namespace: str, event_id: str) -> str:
     return f"{namespace}:seen-event:{event_id}"
 
 
+def storable(text: str) -> bool:
+    """Whether Redis can take the string: UTF-8 encodes it (JSON escapes can spell lone surrogates,
+    which nothing encodes; one in a batch would fail the whole batch)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class GroupCommitError(Exception):
     """Redis did not take the batch, or the buffer is full: the caller answers 503."""
 
@@ -195,8 +207,8 @@ class GroupCommit:
         if len(self._pending) >= self.max_pending:
             raise GroupCommitError("enqueue buffer full")
         event_id = event_id or ""
-        if not (session_id.isascii() and event_id.isascii()):
-            (session_id + event_id).encode()  # one bad string must not fail everyone's batch
+        if not (storable(session_id) and storable(event_id)):
+            raise ValueError("a string UTF-8 cannot encode")  # it must not fail everyone's batch
         future: asyncio.Future[bytes | int] = loop.create_future()
         self._pending.append((session_id, event_id, event_at or 0, future))
         if self._writer is None:
