@@ -189,9 +189,10 @@ def _reconciler_metrics(settings: Settings) -> None:
     if not port:
         return
     vendor, budget = vendor_metrics(), budget_metrics()
-    collectors = (status_metrics(), vendor.latency, vendor.errors, budget.tokens, budget.waits, budget.wait_seconds)
+    collectors = (status_metrics(), vendor.latency, vendor.errors)
+    budget_collectors = (budget.tokens, budget.waits, budget.wait_seconds, budget.rate_limited)
     try:
-        port = serve_metrics(host, port, *collectors, budget.rate_limited)
+        port = serve_metrics(host, port, *collectors, *budget_collectors)
     except OSError as exc:
         raise click.ClickException(f"RECONCILER_METRICS_HOST: cannot listen on {host} ({exc.strerror})") from None
     click.echo(f"reconciler metrics on http://{host}:{port}/metrics", err=True)
