@@ -12,7 +12,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name
 from dramatiq.middleware import CurrentMessage
 
-from adapters.queue.coalesce import Admission, InProcessPending, PendingFetches, count
+from adapters.queue.coalesce import InProcessPending, PendingFetches, count
 from adapters.queue.group_commit import GroupCommit, GroupCommitError, QueueFull
 from adapters.queue.names import NAMESPACE, PROCESS_ACTOR, QUEUES, SESSIONS_QUEUE
 from adapters.queue.stranded import StrandedSweeper, TrackingRedisBroker
@@ -225,7 +225,7 @@ class SessionEvents:
         except GroupCommitError as exc:
             raise EnqueueError(str(exc)) from exc
         if isinstance(answer, int):
-            count(Admission(answer))
+            count(answer)
             return None
         return answer.decode()
 
