@@ -229,6 +229,12 @@ BAD_SHAPES = [
     ("numeric type", b'{"type": 1, "sessionId": "sess_1"}'),
     ("list type", b'{"type": ["session.status"], "sessionId": "sess_1"}'),
     ("object type", b'{"type": {"name": "session.status"}, "sessionId": "sess_1"}'),
+    # Strict JSON (RFC 8259) only: what a lenient parser would take is refused as a whole.
+    ("lone surrogate in the id", b'{"id": "evt_\\udfff", "type": "session.status", "sessionId": "sess_1"}'),
+    ("lone surrogate elsewhere", b'{"type": "session.status", "sessionId": "sess_1", "note": "\\ud800"}'),
+    ("NaN", b'{"type": "session.status", "sessionId": "sess_1", "createdAt": NaN}'),
+    ("UTF-8 byte order mark", b'\xef\xbb\xbf{"type": "session.status", "sessionId": "sess_1"}'),
+    ("UTF-16", '{"type": "session.status", "sessionId": "sess_1"}'.encode("utf-16")),
 ]
 
 
@@ -305,7 +311,7 @@ def test_session_status_without_a_session_id_is_400(tmp_path: Path, body: bytes)
     assert events.calls == []
 
 
-@pytest.mark.parametrize("event_id", ["", "evt_\udfff", 42], ids=["empty", "lone surrogate", "number"])
+@pytest.mark.parametrize("event_id", ["", 42, None, ["evt_1"]], ids=["empty", "number", "null", "list"])
 def test_an_id_that_is_not_usable_text_is_no_event_id(tmp_path: Path, event_id: object) -> None:
     """Enqueued without an event id (so without a duplicate check), rather than refused."""
     client, events = make_app(tmp_path)
