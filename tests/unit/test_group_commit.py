@@ -156,7 +156,7 @@ class StalledClient:
         await self.release.wait()
         if self.fail:
             raise ConnectionError("redis went away")
-        messages = len(json.loads(args[-1]))  # the last argument: the batch's events
+        messages = len(json.loads(args[-1])[2])  # the last argument: the batch, its events third
         self.written += messages
         return [1] * messages
 
@@ -213,6 +213,39 @@ def test_a_round_trip_that_hangs_is_cut_by_the_timeout() -> None:
 
     with pytest.raises(GroupCommitError, match="Timeout"):
         asyncio.run(scenario())
+
+
+def test_a_redis_that_never_answers_is_cut_by_the_timeout_and_the_next_batch_reconnects() -> None:
+    """The real client, with no socket timeout of its own: the batch's bound is what ends the wait,
+    and the connection it cut is not reused (a late answer would be read as the next batch's)."""
+
+    async def scenario() -> tuple[list[Any], int]:
+        connections = 0
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            await reader.read()  # reads every command, answers none, until the client hangs up
+            writer.close()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        commit = GroupCommit(f"redis://127.0.0.1:{port}", "ns", "q", "a", timeout=0.2)
+        outcomes = []
+        try:
+            for session_id in ("first", "second"):
+                started = asyncio.get_running_loop().time()
+                with pytest.raises(GroupCommitError, match="Timeout"):
+                    await commit.put(session_id, None, None)
+                outcomes.append(asyncio.get_running_loop().time() - started)
+        finally:
+            await commit.aclose()
+            server.close()
+        return outcomes, connections
+
+    waited, connections = asyncio.run(scenario())
+    assert all(0.15 < seconds < 2.0 for seconds in waited), waited
+    assert connections == 2
 
 
 def test_a_waiter_that_went_away_does_not_break_the_batch() -> None:
