@@ -9,7 +9,8 @@ The keys and the messages are what Dramatiq's RedisBroker writes (its dispatch s
 `HSET <ns>:<queue>.msgs <redis_message_id> <message>` then `RPUSH <ns>:<queue> <redis_message_id>`;
 the message is `Message.encode`'s JSON), so stock Dramatiq workers consume them. The script builds
 each message itself from the batch (one JSON argument: its events, its timestamp and random bytes
-for the ids, version-4 UUIDs as Dramatiq's own): per request, the event loop only queues a tuple. That couples us to the broker's layout; this module is the project's one fast path past a
+for the ids, version-4 UUIDs as Dramatiq's own): per request, the event loop only queues a tuple.
+That couples us to the broker's layout; this module is the project's one fast path past a
 library's public API, and two contract tests run against whatever Dramatiq is installed:
 tests/unit/test_group_commit.py (each message decodes to what `Message.encode` writes for the same
 values) and tests/integration/test_group_commit.py (on real Redis, the same, and a stock worker
