@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TypeGuard
 
 import orjson
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -64,12 +63,6 @@ def _headers(scope: Scope) -> tuple[bytes | None, str | None]:
     return length, header.decode("latin-1") if header else None
 
 
-def _text(value: object) -> TypeGuard[str]:
-    """A non-empty string. Every string the parser returns is one UTF-8 can encode (it refuses a JSON
-    escape for a lone surrogate), so the queue can carry it."""
-    return isinstance(value, str) and value != ""
-
-
 def _session_event(body: bytes, signed_at: int) -> tuple[int, str, str | None, int] | None:
     """Shape check: None for an ignored type, else (400 or 0, session id, event id, event time).
 
@@ -81,19 +74,19 @@ def _session_event(body: bytes, signed_at: int) -> tuple[int, str, str | None, i
     try:
         event = orjson.loads(body)
     except orjson.JSONDecodeError:  # also invalid UTF-8, lone surrogates, NaN, nesting past 1,024
-        event = None
+        event = None  # so every string below is one UTF-8 encodes: the queue can carry it
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         return 400, "body must be a JSON object with a string type", None, 0
     if event["type"] != "session.status":
         return None
     session_id = event.get("sessionId")
-    if not _text(session_id) or not session_id.strip():
+    if not isinstance(session_id, str) or not session_id.strip():
         return 400, "session.status needs a non-empty string sessionId", None, 0
     event_id = event.get("id")
     created_at = event.get("createdAt")
     signed_ms = signed_at * 1000  # `t` is whole seconds: an event created in that second may read later
     event_at = created_at if type(created_at) is int and 0 < created_at < signed_ms + 1000 else signed_ms
-    return 0, session_id, event_id if _text(event_id) else None, event_at
+    return 0, session_id, event_id if isinstance(event_id, str) and event_id else None, event_at
 
 
 class WebhookEndpoint:
