@@ -14,6 +14,8 @@ import statistics
 import time
 from dataclasses import dataclass
 
+import psutil
+
 from bench import load, procs
 from bench.stack import REDIS_URL, SECRET, Stack
 from domain.signature import HEADER, sign
@@ -32,6 +34,8 @@ class IngestRun:
     p50_ms: float
     p99_ms: float
     errors: int
+    server_cpu_us: float  # CPU time of the server process per request answered, µs
+    redis_cpu_us: float | None  # Redis's, for the receiver when Redis runs on this machine
 
 
 VARIANTS = {
@@ -63,12 +67,28 @@ def measure(variant: str, stack: Stack, session_id: str) -> IngestRun:
     port = procs.free_port()
     argv, env = server(variant, stack, port)
     url = f"http://127.0.0.1:{port}/webhooks/facesign"
-    with procs.running(argv, env, stack.workdir / f"ingest-{variant}.log", port=port):
+    redis_server = stack.redis_process() if variant == "receiver" else None  # the one variant that uses it
+    with procs.running(argv, env, stack.workdir / f"ingest-{variant}.log", port=port) as process:
         body, headers = request(session_id)  # signed now: well inside the 300 s tolerance
         load.run(url, body, headers, CONNECTIONS, WARMUP_SECONDS)
+        server_before, redis_before = procs.cpu_seconds(process), _cpu(redis_server)
         result = load.run(url, body, headers, CONNECTIONS, SECONDS)
+        server_cpu, redis_cpu = procs.cpu_seconds(process) - server_before, _cpu(redis_server) - redis_before
     stack.clear_queues()
-    return IngestRun(variant, result.requests_per_second, result.p50_ms, result.p99_ms, result.errors)
+    answered = max(result.requests_per_second * SECONDS, 1.0)
+    return IngestRun(
+        variant,
+        result.requests_per_second,
+        result.p50_ms,
+        result.p99_ms,
+        result.errors,
+        server_cpu / answered * 1e6,
+        redis_cpu / answered * 1e6 if redis_server is not None else None,
+    )
+
+
+def _cpu(process: psutil.Process | None) -> float:
+    return procs.cpu_seconds(process) if process is not None else 0.0
 
 
 def run_all(stack: Stack, log: list[str]) -> list[IngestRun]:
@@ -86,7 +106,7 @@ def run_all(stack: Stack, log: list[str]) -> list[IngestRun]:
 
 
 def summary(runs: list[IngestRun]) -> list[IngestRun]:
-    """One row per variant: mean throughput, median of the latency percentiles, errors summed."""
+    """One row per variant: mean throughput, median of the latency percentiles and CPU times, errors summed."""
     rows = []
     for variant in VARIANTS:
         mine = [r for r in runs if r.variant == variant]
@@ -98,9 +118,16 @@ def summary(runs: list[IngestRun]) -> list[IngestRun]:
                     statistics.median(r.p50_ms for r in mine),
                     statistics.median(r.p99_ms for r in mine),
                     sum(r.errors for r in mine),
+                    statistics.median(r.server_cpu_us for r in mine),
+                    _median([r.redis_cpu_us for r in mine]),
                 )
             )
     return rows
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def round_ratios(runs: list[IngestRun]) -> list[float]:

@@ -112,17 +112,24 @@ def markdown(results: Results) -> str:
                 if results.generator == "wrk"
                 else ["Without wrk the Python load generator is the bottleneck: these ratios say little.", ""]
             ),
-            "| variant | requests/s | p50 ms | p99 ms | vs bare | errors |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| variant | requests/s | p50 ms | p99 ms | vs bare | server CPU µs/request | Redis CPU µs/request "
+            "| errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         bare = next((r.requests_per_second for r in results.ingest if r.variant == "bare"), None)
         for r in results.ingest:
             share = f"{r.requests_per_second / bare:.2f}" if bare else "-"
+            redis_cpu = f"{r.redis_cpu_us:.1f}" if r.redis_cpu_us is not None else "-"
             lines.append(
                 f"| {VARIANTS[r.variant]} | {r.requests_per_second:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-                f"| {share} | {r.errors} |"
+                f"| {share} | {r.server_cpu_us:.1f} | {redis_cpu} | {r.errors} |"
             )
-        lines.append("")
+        lines += [
+            "",
+            "CPU per request: the server process's (and the local Redis server's) CPU time during the measured "
+            "run, divided by the requests answered in it (medians over the rounds).",
+            "",
+        ]
     if results.workers:
         lines += [
             "## Worker throughput (`worker --queues sessions`: approved decisions, each queueing its reset email)",

@@ -73,6 +73,16 @@ class Stack:
         answer = httpx.post(f"{self.sandbox_url}/sandbox/faults", json={"latencyMs": milliseconds}, timeout=10)
         answer.raise_for_status()
 
+    def redis_process(self) -> psutil.Process | None:
+        """The Redis server's process when it runs on this machine (its CPU time is then measurable)."""
+        host = self.redis.connection_pool.connection_kwargs.get("host")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            return None
+        try:
+            return psutil.Process(int(self.redis.info("server")["process_id"]))
+        except (psutil.Error, KeyError, ValueError):
+            return None  # another namespace (a container) or a proxy: not ours to measure
+
     def clear_queues(self) -> None:
         keys = list(self.redis.scan_iter(f"{NAMESPACE}:*", count=1000))
         if keys:
